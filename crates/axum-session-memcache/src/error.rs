@@ -1,0 +1,146 @@
+//! The error type of this crate.
+
+use std::time::Duration;
+
+/// A boxed error from a dependency, kept out of the public API.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong when configuring or using the memcached session storage.
+///
+/// `Display` describes this level only; the underlying cause, if any, is in
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The memcached server address could not be understood.
+    #[error("invalid memcached server address {input:?}: {reason}")]
+    InvalidServer {
+        /// The address as given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An option has a value memcached or this crate cannot work with.
+    #[error("{0}")]
+    InvalidOption(String),
+
+    /// An environment variable is missing or malformed.
+    #[error("environment variable {name} {problem}")]
+    Config {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong, and what was expected.
+        problem: String,
+    },
+
+    /// The storage was built outside a Tokio runtime.
+    #[error("the memcached session storage must be created inside a Tokio runtime")]
+    NoRuntime,
+
+    /// memcached could not be reached (connection refused, reset, closed...).
+    #[error("memcached at {server} is unreachable; check that it runs and the address is right")]
+    Unreachable {
+        /// The server's address.
+        server: String,
+        /// What the connection reported.
+        #[source]
+        source: BoxError,
+    },
+
+    /// memcached did not answer in time.
+    #[error("memcached at {server} did not answer within {timeout:?}")]
+    Timeout {
+        /// The server's address.
+        server: String,
+        /// The limit that was exceeded.
+        timeout: Duration,
+    },
+
+    /// Every pooled connection stayed busy for longer than the connect timeout.
+    #[error(
+        "no memcached connection became free within {timeout:?}: all {size} are in use; raise the pool size"
+    )]
+    PoolExhausted {
+        /// The pool's maximum size.
+        size: u32,
+        /// How long the request waited.
+        timeout: Duration,
+    },
+
+    /// memcached answered something unexpected, or refused the command.
+    #[error("memcached at {server} answered with an error")]
+    Protocol {
+        /// The server's address.
+        server: String,
+        /// What memcached said.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The session is larger than memcached's item size limit. Nothing was written, and the
+    /// copy already stored (if any) is intact.
+    #[error(
+        "session of {size} bytes does not fit memcached's item size limit of {limit} bytes; store less in the session, or raise memcached's -I and max_item_size together"
+    )]
+    TooLarge {
+        /// The size the item would have had.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+impl Error {
+    /// Whether memcached did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// Whether memcached could not be reached.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+
+    /// Whether the session was too large to store.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Self::TooLarge { .. })
+    }
+
+    /// Whether the error is about configuration (address, options or environment), as
+    /// opposed to memcached's behaviour at run time.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidServer { .. }
+                | Self::InvalidOption(_)
+                | Self::Config { .. }
+                | Self::NoRuntime
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_and_static() {
+        fn assert_bounds<T: Send + Sync + 'static + std::error::Error>() {}
+        assert_bounds::<Error>();
+    }
+
+    #[test]
+    fn display_does_not_repeat_the_source() {
+        let error = Error::Unreachable {
+            server: "127.0.0.1:11211".into(),
+            source: "connection refused".into(),
+        };
+        assert!(!error.to_string().contains("refused"));
+        assert_eq!(
+            std::error::Error::source(&error).unwrap().to_string(),
+            "connection refused"
+        );
+        assert!(error.is_unreachable());
+    }
+}
