@@ -3,9 +3,12 @@
 //! - `ci`: everything CI checks, in order, stopping at the first failure: formatting,
 //!   clippy with warnings denied, tests (with doc tests) against a real memcached, docs with
 //!   warnings denied, and cargo-deny.
+//! - `demo`: start a local memcached and two example-app instances sharing it; print their
+//!   URLs and run until Ctrl-C.
 //! - `memcached`: install memcached (Debian, as root) when it is missing.
 
 mod cmd;
+mod demo;
 mod deny;
 mod install;
 
@@ -13,12 +16,13 @@ use std::process::ExitCode;
 
 use cmd::Result;
 
-const USAGE: &str = "usage: cargo xtask <ci | memcached>";
+const USAGE: &str = "usage: cargo xtask <ci | demo | memcached>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("ci") => ci(),
+        Some("demo") => demo::run(),
         Some("memcached") => install::debian_package("memcached", "memcached"),
         Some("-h" | "--help") => {
             println!("{USAGE}");

@@ -25,6 +25,8 @@ pub(crate) enum Command<'a> {
     },
     /// Delete a key; a missing key is not an error.
     Delete { key: &'a str },
+    /// Ask for the server's version: a health check.
+    Version,
 }
 
 /// What memcached answered.
@@ -305,6 +307,10 @@ async fn send(client: &mut Client, command: Command<'_>) -> Result<Reply, async_
         Command::Delete { key } => {
             // Quiet mode: memcached reports nothing for a deleted or missing key, only errors.
             client.meta_delete(key, true, None, None).await?;
+            Ok(Reply::Done)
+        }
+        Command::Version => {
+            client.version().await?;
             Ok(Reply::Done)
         }
     }

@@ -82,6 +82,16 @@ impl MemcacheSessionStorage {
         &self.inner.options
     }
 
+    /// Checks that memcached answers, within the storage's timeouts: for health checks.
+    ///
+    /// # Errors
+    ///
+    /// As any command: [`Error::Unreachable`], [`Error::Timeout`], [`Error::PoolExhausted`]
+    /// or [`Error::Protocol`].
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.inner.pool.execute(Command::Version).await.map(drop)
+    }
+
     fn key(&self, id: &SessionId) -> String {
         memcache_key(self.inner.options.get_key_prefix(), id)
     }
