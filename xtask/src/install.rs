@@ -2,6 +2,9 @@
 
 use crate::cmd::{self, Failure, Result};
 
+/// `apt-get update` runs at most once per task.
+static APT_UPDATED: std::sync::Once = std::sync::Once::new();
+
 /// Makes sure a Debian package providing `program` is installed, installing it with
 /// `apt-get` when running as root.
 pub(crate) fn debian_package(program: &str, package: &str) -> Result {
@@ -14,7 +17,9 @@ pub(crate) fn debian_package(program: &str, package: &str) -> Result {
         )));
     }
     eprintln!("`{program}` is missing; installing the Debian package `{package}`");
-    cmd::run("apt-get", ["update", "-qq"])?;
+    let mut updated = Ok(());
+    APT_UPDATED.call_once(|| updated = cmd::run("apt-get", ["update", "-qq"]));
+    updated?;
     let mut install = std::process::Command::new("apt-get");
     install
         .args(["install", "-y", "-qq", "--no-install-recommends", package])

@@ -21,6 +21,8 @@ pub(crate) trait DynStorage: Send + Sync + 'static {
         &'a self,
         session: &'a Session,
     ) -> BoxFuture<'a, Result<CookieUpdate, BoxError>>;
+
+    fn release_boxed<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Result<(), BoxError>>;
 }
 
 impl<S: SessionStorage> DynStorage for S {
@@ -36,6 +38,10 @@ impl<S: SessionStorage> DynStorage for S {
         session: &'a Session,
     ) -> BoxFuture<'a, Result<CookieUpdate, BoxError>> {
         Box::pin(async move { self.save(session).await.map_err(Into::into) })
+    }
+
+    fn release_boxed<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move { self.release(session).await.map_err(Into::into) })
     }
 }
 

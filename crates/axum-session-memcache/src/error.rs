@@ -78,6 +78,23 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// Other requests kept writing the same session: the save was retried this many times,
+    /// each time on top of the latest data, and gave up.
+    #[error(
+        "session was written concurrently by other requests {tries} times in a row; gave up saving"
+    )]
+    Conflict {
+        /// How many times the save was tried.
+        tries: u32,
+    },
+
+    /// With locking, another request held the session's lock for longer than `lock_wait`.
+    #[error("session is locked by another request; waited {waited:?}")]
+    LockTimeout {
+        /// How long the request waited.
+        waited: Duration,
+    },
+
     /// The session is larger than memcached's item size limit. Nothing was written, and the
     /// copy already stored (if any) is intact.
     #[error(
@@ -100,6 +117,11 @@ impl Error {
     /// Whether memcached could not be reached.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Self::Unreachable { .. })
+    }
+
+    /// Whether the save gave up after repeated concurrent writes, or the lock wait ran out.
+    pub fn is_contention(&self) -> bool {
+        matches!(self, Self::Conflict { .. } | Self::LockTimeout { .. })
     }
 
     /// Whether the session was too large to store.

@@ -18,7 +18,8 @@ use crate::rejection::{MissingSessionLayer, SessionRejection, SessionUnavailable
 /// Extracting it loads the session from the storage (once per request, however many
 /// extractors ask); routes that never extract it cost no storage round trip. Changes are
 /// saved by [`SessionLayer`](crate::SessionLayer) after the handler returns. The handle is
-/// cheap to clone; clones share the session.
+/// cheap to clone; clones share the session until the response is produced (changes made
+/// after that, from a spawned task for instance, are not saved).
 ///
 /// Extraction fails with [`SessionRejection`]: `500` when the layer is missing, `503` when
 /// the storage cannot be reached. `Option<Session>` never fails: it is `None` in those cases
@@ -60,10 +61,12 @@ impl Session {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A copy of the session as it stands, to save it.
-    pub(crate) fn snapshot_if_changed(&self) -> Option<session_core::Session> {
-        let session = self.lock();
-        (session.is_dirty() || session.is_destroyed()).then(|| session.clone())
+    /// Takes the session out of the handle to save it, once the handler has returned;
+    /// clones still held elsewhere then see an empty session.
+    pub(crate) fn take(&self) -> session_core::Session {
+        let mut session = self.lock();
+        let placeholder = session_core::Session::with_id(session.id().clone());
+        std::mem::replace(&mut *session, placeholder)
     }
 
     /// Reads a value: the values first, then the flash values from the previous request.

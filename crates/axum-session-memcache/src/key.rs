@@ -8,9 +8,24 @@ use sha2::{Digest, Sha256};
 /// memcached reads an expiry above 30 days as an absolute unix time.
 const MAX_RELATIVE_TTL: u64 = 60 * 60 * 24 * 30;
 
-/// The key a session is stored under: the prefix, then the lowercase hex SHA-256 of the id,
-/// as Remix computes it. The raw id never reaches memcached.
-pub(crate) fn memcache_key(prefix: &str, id: &SessionId) -> String {
+/// The memcached key a session is stored under: the prefix, then the lowercase hex SHA-256 of
+/// the id, as Remix computes it. The raw id never reaches memcached.
+///
+/// Useful to find or delete one session's item by hand.
+///
+/// # Examples
+///
+/// ```
+/// use axum_session_memcache::memcache_key;
+/// use session_core::SessionId;
+///
+/// let id = SessionId::parse("rotated-id").unwrap();
+/// assert_eq!(
+///     memcache_key("my-app:session:", &id),
+///     "my-app:session:1a1786813e40f13f95fd607b83492794b3f8fa5b1db4d26dc07c98af3126a70d"
+/// );
+/// ```
+pub fn memcache_key(prefix: &str, id: &SessionId) -> String {
     let digest = Sha256::digest(id.as_str().as_bytes());
     format!("{prefix}{digest:x}")
 }

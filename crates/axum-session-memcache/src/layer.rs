@@ -149,25 +149,26 @@ where
     }
 }
 
-/// Saves the session if it changed, and sets the cookie accordingly.
+/// Saves the session if it was loaded, and sets the cookie accordingly.
 async fn finish(
     shared: &Shared,
     session: &RequestSession,
     reissue: bool,
     mut response: Response,
 ) -> Response {
-    if response.status().is_server_error() {
-        return response;
-    }
-    let current_value = session.inner.cookie_value.as_deref();
-    let changed = session
-        .inner
-        .loaded
-        .get()
-        .and_then(Session::snapshot_if_changed);
-    let update = match changed {
+    let loaded = session.inner.loaded.get();
+    let failed = response.status().is_server_error();
+    // A cookie naming a session that no longer exists is not worth re-signing.
+    let reissue = reissue && !failed && loaded.is_none_or(Session::is_loaded);
+    let update = match loaded.map(Session::take) {
         None => CookieUpdate::Unchanged,
-        Some(snapshot) => match shared.storage.save_boxed(&snapshot).await {
+        Some(stored) if failed => {
+            if let Err(error) = shared.storage.release_boxed(&stored).await {
+                tracing::warn!(error = %Chain(&*error), "could not release the session");
+            }
+            return response;
+        }
+        Some(stored) => match shared.storage.save_boxed(&stored).await {
             Ok(update) => update,
             Err(error) => {
                 tracing::error!(error = %Chain(&*error), "could not save the session");
@@ -178,7 +179,10 @@ async fn finish(
     let header = match update {
         CookieUpdate::Set(value) => Some(shared.cookie.set_cookie(&value)),
         CookieUpdate::Clear => Some(shared.cookie.clear_cookie()),
-        _ => current_value
+        _ => session
+            .inner
+            .cookie_value
+            .as_deref()
             .filter(|value| reissue && !value.is_empty())
             .map(|value| shared.cookie.set_cookie(value)),
     };

@@ -17,6 +17,7 @@ mod storage;
 pub use cookie::{SameSite, SessionCookie};
 pub use error::Error;
 pub use extract::Session;
+pub use key::memcache_key;
 pub use layer::{SessionLayer, SessionService};
 pub use options::MemcacheSessionStorageOptions;
 pub use rejection::{MissingSessionLayer, SessionRejection, SessionUnavailable};

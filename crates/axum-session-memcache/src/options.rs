@@ -8,6 +8,8 @@ use crate::Error;
 const MAX_KEY_LENGTH: usize = 250;
 /// Length of the hex SHA-256 that follows the prefix in every key.
 const HASH_LENGTH: usize = 64;
+/// Appended to a session's key to name its lock.
+pub(crate) const LOCK_SUFFIX: &str = ":lock";
 
 /// Options of [`MemcacheSessionStorage`](crate::MemcacheSessionStorage): Remix's
 /// `createMemcacheSessionStorage` options, plus the connection pool's.
@@ -35,6 +37,11 @@ pub struct MemcacheSessionStorageOptions {
     connect_timeout: Duration,
     operation_timeout: Duration,
     max_item_size: usize,
+    sliding_expiration: bool,
+    cookie_renewal_interval: Duration,
+    locking: bool,
+    lock_wait: Duration,
+    lock_expire: Duration,
 }
 
 impl Default for MemcacheSessionStorageOptions {
@@ -47,6 +54,11 @@ impl Default for MemcacheSessionStorageOptions {
             connect_timeout: Duration::from_secs(1),
             operation_timeout: Duration::from_millis(500),
             max_item_size: 1024 * 1024,
+            sliding_expiration: false,
+            cookie_renewal_interval: Duration::from_secs(60),
+            locking: false,
+            lock_wait: Duration::from_secs(2),
+            lock_expire: Duration::from_secs(30),
         }
     }
 }
@@ -109,6 +121,73 @@ impl MemcacheSessionStorageOptions {
         self
     }
 
+    /// Whether each read also extends the session's lifetime by the TTL (default `false`:
+    /// the TTL counts from the last write, as in Remix). The extension rides on the read's
+    /// round trip; the value is not rewritten.
+    #[must_use]
+    pub fn sliding_expiration(mut self, sliding_expiration: bool) -> Self {
+        self.sliding_expiration = sliding_expiration;
+        self
+    }
+
+    /// With sliding expiration, how often at most an unchanged session's cookie is sent again
+    /// to extend its `Max-Age` too (default 60 s; never more than half the TTL).
+    #[must_use]
+    pub fn cookie_renewal_interval(mut self, interval: Duration) -> Self {
+        self.cookie_renewal_interval = interval;
+        self
+    }
+
+    /// Strict mode (default `false`): requests on one session are serialized by a lock held
+    /// from the read to the save, as PHP's memcached session handler does. Requests on
+    /// different sessions never wait for each other.
+    #[must_use]
+    pub fn locking(mut self, locking: bool) -> Self {
+        self.locking = locking;
+        self
+    }
+
+    /// With locking, the longest wait for a session's lock before answering `503`
+    /// (default 2 s).
+    #[must_use]
+    pub fn lock_wait(mut self, lock_wait: Duration) -> Self {
+        self.lock_wait = lock_wait;
+        self
+    }
+
+    /// With locking, when a lock expires on its own, so that a crashed holder cannot block
+    /// a session forever (default 30 s; whole seconds, at least 1).
+    #[must_use]
+    pub fn lock_expire(mut self, lock_expire: Duration) -> Self {
+        self.lock_expire = lock_expire;
+        self
+    }
+
+    /// Whether reads extend the session's lifetime.
+    pub fn get_sliding_expiration(&self) -> bool {
+        self.sliding_expiration
+    }
+
+    /// The cookie renewal interval of sliding expiration.
+    pub fn get_cookie_renewal_interval(&self) -> Duration {
+        self.cookie_renewal_interval
+    }
+
+    /// Whether requests on one session are serialized.
+    pub fn get_locking(&self) -> bool {
+        self.locking
+    }
+
+    /// The longest wait for a lock.
+    pub fn get_lock_wait(&self) -> Duration {
+        self.lock_wait
+    }
+
+    /// The lifetime of a lock.
+    pub fn get_lock_expire(&self) -> Duration {
+        self.lock_expire
+    }
+
     /// The key prefix.
     pub fn get_key_prefix(&self) -> &str {
         &self.key_prefix
@@ -167,6 +246,18 @@ impl MemcacheSessionStorageOptions {
             return Err(Error::InvalidOption(
                 "memcache connect_timeout and operation_timeout must be longer than zero"
                     .to_owned(),
+            ));
+        }
+        if self.locking && self.key_prefix.len() + HASH_LENGTH + LOCK_SUFFIX.len() > MAX_KEY_LENGTH
+        {
+            return Err(Error::InvalidOption(format!(
+                "memcache key_prefix is too long for locking; maximum length is {} bytes",
+                MAX_KEY_LENGTH - HASH_LENGTH - LOCK_SUFFIX.len()
+            )));
+        }
+        if self.locking && self.lock_expire.as_secs() == 0 {
+            return Err(Error::InvalidOption(
+                "memcache lock_expire must be at least 1 second".to_owned(),
             ));
         }
         if self.max_item_size < 1024 {

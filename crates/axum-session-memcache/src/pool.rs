@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_memcached::{Client, MetaProtocol as _};
+use async_memcached::{Client, MetaProtocol as _, Status};
 use tokio::sync::watch;
 
 use crate::Error;
@@ -15,25 +15,55 @@ use crate::address::Address;
 /// One command sent to memcached.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Command<'a> {
-    /// Read a value.
-    Get { key: &'a str },
+    /// Read a value with its CAS value and remaining TTL; with `touch`, also set a new
+    /// expiry in the same round trip.
+    Get { key: &'a str, touch: Option<u64> },
     /// Store a value, with an optional expiry (seconds, or an absolute unix time).
     Set {
         key: &'a str,
         value: &'a [u8],
         expiry: Option<u64>,
+        mode: SetMode,
     },
-    /// Delete a key; a missing key is not an error.
-    Delete { key: &'a str },
+    /// Delete a key, only if its CAS value still is `cas` when given.
+    Delete { key: &'a str, cas: Option<u64> },
     /// Ask for the server's version: a health check.
     Version,
+}
+
+/// How a value is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SetMode {
+    /// Whatever is there.
+    Overwrite,
+    /// Only if the key does not exist.
+    Add,
+    /// Only if the item still has this CAS value.
+    Cas(u64),
+}
+
+/// An item read from memcached.
+#[derive(Debug)]
+pub(crate) struct Item {
+    pub(crate) data: Vec<u8>,
+    pub(crate) cas: Option<u64>,
+    /// Seconds left before the item expires (before any touch); `-1` for never.
+    pub(crate) ttl_remaining: Option<i64>,
 }
 
 /// What memcached answered.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    Value(Option<Vec<u8>>),
+    /// The item read, if any.
+    Item(Option<Item>),
+    /// The write or delete was applied.
     Done,
+    /// `Add` found the key already there.
+    NotStored,
+    /// The CAS value did not match: another client wrote the item.
+    Exists,
+    /// The item to compare against does not exist.
+    NotFound,
 }
 
 /// A pooled connection: the client, and the pool epoch it was opened in.
@@ -291,28 +321,52 @@ impl Pool {
 
 /// Sends one command with the meta protocol.
 async fn send(client: &mut Client, command: Command<'_>) -> Result<Reply, async_memcached::Error> {
-    match command {
-        Command::Get { key } => {
-            let value = client.meta_get(key, false, None, Some(&["v"])).await?;
-            Ok(Reply::Value(value.and_then(|value| value.data)))
+    let outcome = match command {
+        Command::Get { key, touch } => {
+            let touch = touch.map(|expiry| format!("T{expiry}"));
+            let mut flags = vec!["v", "c", "t"];
+            flags.extend(touch.as_deref());
+            let item = client.meta_get(key, false, None, Some(&flags)).await?;
+            return Ok(Reply::Item(item.and_then(|item| {
+                Some(Item {
+                    data: item.data?,
+                    cas: item.cas,
+                    ttl_remaining: item.ttl_remaining,
+                })
+            })));
         }
-        Command::Set { key, value, expiry } => {
+        Command::Set {
+            key,
+            value,
+            expiry,
+            mode,
+        } => {
             let ttl = expiry.map(|expiry| format!("T{expiry}"));
-            let flags: Vec<&str> = ttl.iter().map(String::as_str).collect();
-            client
-                .meta_set(key, value, true, None, Some(&flags))
-                .await?;
-            Ok(Reply::Done)
+            let cas = match mode {
+                SetMode::Cas(cas) => Some(format!("C{cas}")),
+                SetMode::Overwrite | SetMode::Add => None,
+            };
+            let mut flags: Vec<&str> = ttl.iter().chain(cas.iter()).map(String::as_str).collect();
+            if mode == SetMode::Add {
+                flags.push("ME");
+            }
+            client.meta_set(key, value, true, None, Some(&flags)).await
         }
-        Command::Delete { key } => {
-            // Quiet mode: memcached reports nothing for a deleted or missing key, only errors.
-            client.meta_delete(key, true, None, None).await?;
-            Ok(Reply::Done)
+        Command::Delete { key, cas } => {
+            // Quiet mode: memcached reports nothing for a deleted or missing key, only errors
+            // and a CAS mismatch.
+            let cas = cas.map(|cas| format!("C{cas}"));
+            let flags: Vec<&str> = cas.iter().map(String::as_str).collect();
+            client.meta_delete(key, true, None, Some(&flags)).await
         }
-        Command::Version => {
-            client.version().await?;
-            Ok(Reply::Done)
-        }
+        Command::Version => client.version().await.map(|_| None),
+    };
+    match outcome {
+        Ok(_) => Ok(Reply::Done),
+        Err(async_memcached::Error::Protocol(Status::NotStored)) => Ok(Reply::NotStored),
+        Err(async_memcached::Error::Protocol(Status::Exists)) => Ok(Reply::Exists),
+        Err(async_memcached::Error::Protocol(Status::NotFound)) => Ok(Reply::NotFound),
+        Err(error) => Err(error),
     }
 }
 

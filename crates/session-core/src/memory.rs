@@ -10,6 +10,11 @@ use crate::{CookieUpdate, Session, SessionData, SessionId, SessionStorage};
 /// A [`SessionStorage`] in this process's memory, for tests, development and single-process
 /// apps. Clones share the same sessions.
 ///
+/// Saves never lose a concurrent request's changes: each record has a version, and a session
+/// saved after another request wrote it has its own changes re-applied on top
+/// ([`Changes::rebase`](crate::Changes::rebase)). A session destroyed meanwhile stays
+/// destroyed.
+///
 /// With a [`ttl`](Self::ttl), sessions expire that long after their last save, and expired
 /// records are removed (lazily on read, and in a sweep at most once per TTL on save), so the
 /// map does not grow without bound.
@@ -36,12 +41,14 @@ pub struct MemoryStorage {
 struct Records {
     sessions: HashMap<SessionId, Record>,
     last_sweep: Option<Instant>,
+    last_version: u64,
 }
 
 #[derive(Debug)]
 struct Record {
     data: SessionData,
     expires: Option<Instant>,
+    version: u64,
 }
 
 impl Record {
@@ -95,7 +102,9 @@ impl MemoryStorage {
         let mut records = self.records();
         match records.sessions.get(&id) {
             Some(record) if record.is_live(now) => {
-                return Session::from_data(id, record.data.clone());
+                let mut session = Session::from_data(id, record.data.clone());
+                session.set_version(record.version);
+                return session;
             }
             Some(_) => {
                 records.sessions.remove(&id);
@@ -112,23 +121,44 @@ impl MemoryStorage {
     fn save_now(&self, session: &Session) -> CookieUpdate {
         let now = Instant::now();
         let mut records = self.records();
-        if let Some(old) = session.delete_id() {
-            records.sessions.remove(old);
-        }
         if session.is_destroyed() {
+            if let Some(old) = session.delete_id() {
+                records.sessions.remove(old);
+            }
             records.sessions.remove(session.id());
             return CookieUpdate::Clear;
         }
         if !session.is_dirty() {
-            return CookieUpdate::Unchanged;
+            return if session.wants_cookie_renewal() {
+                CookieUpdate::Set(session.id().as_str().to_owned())
+            } else {
+                CookieUpdate::Unchanged
+            };
         }
+        // What was stored when this session was loaded, compared with what is stored now.
+        let stored = records
+            .sessions
+            .get(session.original_id())
+            .filter(|record| record.is_live(now));
+        let data = match (session.version(), stored) {
+            (None, _) => session.data(),
+            (Some(version), Some(record)) if record.version == version => session.data(),
+            (Some(_), Some(record)) => session.changes().rebase(record.data.clone()),
+            (Some(_), None) => return CookieUpdate::Unchanged,
+        };
+        records.last_version += 1;
+        let version = records.last_version;
         records.sessions.insert(
             session.id().clone(),
             Record {
-                data: session.data(),
+                data,
                 expires: self.ttl.map(|ttl| now + ttl),
+                version,
             },
         );
+        if let Some(old) = session.delete_id() {
+            records.sessions.remove(old);
+        }
         if let Some(ttl) = self.ttl
             && records.last_sweep.is_none_or(|last| now - last >= ttl)
         {

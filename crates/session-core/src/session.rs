@@ -40,6 +40,10 @@ use crate::{Changes, Error, SessionData, SessionId, Values};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent flags, as in Remix's session: loaded, cookie renewal, dirty, destroyed"
+)]
 pub struct Session {
     original_id: SessionId,
     id: SessionId,
@@ -49,6 +53,8 @@ pub struct Session {
     next_flash: Values,
     touched: BTreeSet<String>,
     loaded: bool,
+    version: Option<u64>,
+    renew_cookie: bool,
     dirty: bool,
     destroyed: bool,
 }
@@ -81,6 +87,8 @@ impl Session {
             next_flash: Values::new(),
             touched: BTreeSet::new(),
             loaded,
+            version: None,
+            renew_cookie: false,
             dirty,
             destroyed: false,
         }
@@ -105,6 +113,29 @@ impl Session {
     /// Whether the session was loaded from storage (rather than created by this request).
     pub fn is_loaded(&self) -> bool {
         self.loaded
+    }
+
+    /// The version of the stored data this session was loaded from, as the storage counts
+    /// versions (memcached's CAS value, for instance): a storage compares it on save to
+    /// detect a concurrent write.
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    /// Records the version of the stored data this session was loaded from.
+    pub fn set_version(&mut self, version: u64) {
+        self.version = Some(version);
+    }
+
+    /// Asks for the cookie to be sent again on save even if nothing changed (a storage with
+    /// sliding expiration does so when it extended the session's lifetime).
+    pub fn renew_cookie(&mut self) {
+        self.renew_cookie = true;
+    }
+
+    /// Whether [`renew_cookie`](Self::renew_cookie) was called.
+    pub fn wants_cookie_renewal(&self) -> bool {
+        self.renew_cookie
     }
 
     /// Whether the session must be written back.

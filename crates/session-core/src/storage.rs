@@ -53,7 +53,13 @@ pub trait SessionStorage: Send + Sync + 'static {
     /// Stores the session and says what the response's cookie must become: deletes the data
     /// of a destroyed session ([`CookieUpdate::Clear`]), writes a dirty one
     /// ([`CookieUpdate::Set`]) and leaves an unchanged one alone
-    /// ([`CookieUpdate::Unchanged`]). The data under [`Session::delete_id`] is deleted first.
+    /// ([`CookieUpdate::Unchanged`], or [`CookieUpdate::Set`] when
+    /// [`Session::wants_cookie_renewal`]). The data under [`Session::delete_id`] is deleted.
+    ///
+    /// A storage that can detect concurrent writes (see [`Session::version`]) re-applies this
+    /// session's [`changes`](Session::changes) on top of the other writer's data rather than
+    /// overwriting it, and never brings back a session that was destroyed meanwhile: the save
+    /// of such a session is dropped and answers [`CookieUpdate::Unchanged`].
     ///
     /// # Errors
     ///
@@ -62,6 +68,17 @@ pub trait SessionStorage: Send + Sync + 'static {
         &self,
         session: &Session,
     ) -> impl Future<Output = Result<CookieUpdate, Self::Error>> + Send;
+
+    /// Lets go of a loaded session without saving it (the request failed): releases whatever
+    /// [`read`](Self::read) holds for it, such as a lock. The default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// When the storage cannot be reached.
+    fn release(&self, session: &Session) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = session;
+        std::future::ready(Ok(()))
+    }
 }
 
 /// What a saved session means for the response's cookie.

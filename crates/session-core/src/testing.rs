@@ -224,6 +224,97 @@ pub async fn invalid_cookie_values_give_a_fresh_session<S: SessionStorage>(stora
     }
 }
 
+/// Two requests that loaded the same session and changed different keys both keep their
+/// change, whichever saves last.
+pub async fn concurrent_saves_keep_each_others_changes<S: SessionStorage>(storage: &S) {
+    let (update, _) = request(storage, None, |session| {
+        session.insert("a", 1).expect("insert");
+    })
+    .await;
+    let cookie = next_cookie(None, &update);
+    let mut first = storage.read(cookie.as_deref()).await.expect("read");
+    let mut second = storage.read(cookie.as_deref()).await.expect("read");
+    first.insert("b", 2).expect("insert");
+    second.insert("c", 3).expect("insert");
+    second.remove("a").expect("remove");
+    storage.save(&first).await.expect("save");
+    storage.save(&second).await.expect("save");
+    let (_, session) = request(storage, cookie.as_deref(), |_| {}).await;
+    assert_eq!(session.get_value("a"), None, "the second request removed a");
+    assert_eq!(
+        session.get::<u32>("b").unwrap(),
+        Some(2),
+        "the first request's b was lost"
+    );
+    assert_eq!(session.get::<u32>("c").unwrap(), Some(3));
+}
+
+/// For a key both requests changed, the later save wins.
+pub async fn the_later_save_wins_for_a_key_both_changed<S: SessionStorage>(storage: &S) {
+    let (update, _) = request(storage, None, |session| {
+        session.insert("k", "original").expect("insert");
+    })
+    .await;
+    let cookie = next_cookie(None, &update);
+    let mut first = storage.read(cookie.as_deref()).await.expect("read");
+    let mut second = storage.read(cookie.as_deref()).await.expect("read");
+    first.insert("k", "first").expect("insert");
+    second.insert("k", "second").expect("insert");
+    storage.save(&first).await.expect("save");
+    storage.save(&second).await.expect("save");
+    let (_, session) = request(storage, cookie.as_deref(), |_| {}).await;
+    assert_eq!(
+        session.get::<String>("k").unwrap().as_deref(),
+        Some("second")
+    );
+}
+
+/// A save racing a destroy (logout) does not bring the session back.
+pub async fn a_save_racing_a_destroy_does_not_resurrect_the_session<S: SessionStorage>(
+    storage: &S,
+) {
+    let (update, _) = request(storage, None, |session| {
+        session.insert("user", "mj").expect("insert");
+    })
+    .await;
+    let cookie = next_cookie(None, &update);
+    let mut logout = storage.read(cookie.as_deref()).await.expect("read");
+    let mut racing = storage.read(cookie.as_deref()).await.expect("read");
+    logout.destroy();
+    assert_eq!(
+        storage.save(&logout).await.expect("save"),
+        CookieUpdate::Clear
+    );
+    racing.insert("cart", 1).expect("insert");
+    let update = storage.save(&racing).await.expect("save");
+    assert_eq!(
+        update,
+        CookieUpdate::Unchanged,
+        "the racing save must not set a cookie"
+    );
+    let session = storage.read(cookie.as_deref()).await.expect("read");
+    assert!(!session.is_loaded(), "the destroyed session came back");
+    assert_eq!(session.get_value("user"), None);
+}
+
+/// Flash values consumed by one request are not revived by a concurrent request's save.
+pub async fn consumed_flash_is_not_revived_by_a_concurrent_save<S: SessionStorage>(storage: &S) {
+    let (update, _) = request(storage, None, |session| {
+        session.flash("message", "hello").expect("flash");
+    })
+    .await;
+    let cookie = next_cookie(None, &update);
+    let first = storage.read(cookie.as_deref()).await.expect("read");
+    let mut second = storage.read(cookie.as_deref()).await.expect("read");
+    assert!(first.get_value("message").is_some());
+    storage.save(&first).await.expect("save");
+    second.insert("k", 1).expect("insert");
+    storage.save(&second).await.expect("save");
+    let (_, session) = request(storage, cookie.as_deref(), |_| {}).await;
+    assert_eq!(session.get_value("message"), None);
+    assert_eq!(session.get::<u32>("k").unwrap(), Some(1));
+}
+
 /// Writes one `#[tokio::test]` per scenario of [`testing`](crate::testing).
 ///
 /// `default` is an expression giving a storage with default options; `unknown_ids` one with
@@ -241,6 +332,10 @@ macro_rules! storage_suite {
             deletes_old_session_data_when_the_id_is_regenerated_with_delete_old,
             stores_complex_values,
             invalid_cookie_values_give_a_fresh_session,
+            concurrent_saves_keep_each_others_changes,
+            the_later_save_wins_for_a_key_both_changed,
+            a_save_racing_a_destroy_does_not_resurrect_the_session,
+            consumed_flash_is_not_revived_by_a_concurrent_save,
         );
         $crate::storage_suite!(@tests $unknown; uses_unknown_session_ids_if_enabled,);
     };
