@@ -3,4 +3,6 @@
 //! [`memcached::Memcached`] runs a real memcached server per test, on a port
 //! memcached picks itself (or on a Unix socket), and kills it on drop.
 
+pub mod app;
+pub mod example_app;
 pub mod memcached;

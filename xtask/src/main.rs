@@ -1,12 +1,17 @@
 //! Development tasks for this workspace, run as `cargo xtask <task>`.
 //!
 //! - `ci`: everything CI checks, in order, stopping at the first failure: formatting,
-//!   clippy with warnings denied, tests (with doc tests) against a real memcached, docs with
-//!   warnings denied, and cargo-deny.
+//!   clippy with warnings denied, tests (with doc tests) against a real memcached, a real
+//!   browser and a real Remix app, docs with warnings denied, and cargo-deny. Installs what
+//!   the tests need (memcached, Node.js and npm, Chromium and ChromeDriver) when missing.
 //! - `demo`: start a local memcached and two example-app instances sharing it; print their
 //!   URLs and run until Ctrl-C.
+//! - `bench`: the session stack against plain axum in one process run (req/s, latency, CPU
+//!   and memcached commands per request, peak RSS); writes `target/bench/report.md` and
+//!   `report.svg`.
 //! - `memcached`: install memcached (Debian, as root) when it is missing.
 
+mod bench;
 mod cmd;
 mod demo;
 mod deny;
@@ -16,13 +21,14 @@ use std::process::ExitCode;
 
 use cmd::Result;
 
-const USAGE: &str = "usage: cargo xtask <ci | demo | memcached>";
+const USAGE: &str = "usage: cargo xtask <ci | demo | bench | memcached>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("ci") => ci(),
         Some("demo") => demo::run(),
+        Some("bench") => bench::run(),
         Some("memcached") => install::debian_package("memcached", "memcached"),
         Some("-h" | "--help") => {
             println!("{USAGE}");
@@ -57,6 +63,14 @@ fn ci() -> Result {
         ],
     )?;
     install::debian_package("memcached", "memcached")?;
+    install::debian_package("node", "nodejs")?;
+    install::debian_package("npm", "npm")?;
+    install::debian_package("chromium", "chromium")?;
+    install::debian_package("chromedriver", "chromium-driver")?;
+    // The Remix interop test runs a Node server with Remix's own packages, pinned.
+    cmd::run("npm", ["ci", "--no-audit", "--no-fund", "--prefix", "tests/remix-interop"])?;
+    // The end-to-end tests run the example app as separate processes.
+    cmd::run("cargo", ["build", "--package", "example-app"])?;
     cmd::run("cargo", ["test", "--workspace", "--all-features"])?;
     let mut doc = std::process::Command::new("cargo");
     doc.args(["doc", "--workspace", "--no-deps", "--all-features"])

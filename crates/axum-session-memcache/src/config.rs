@@ -162,6 +162,29 @@ impl MemcacheSessionStorage {
             }
             options = options.max_item_size(size);
         }
+        if let Some(sliding) = vars.boolean("SESSION_SLIDING_EXPIRATION")? {
+            options = options.sliding_expiration(sliding);
+        }
+        if let Some(seconds) = vars.parse::<u64>("SESSION_COOKIE_RENEWAL_SECONDS", TTL_EXPECTED)? {
+            options = options.cookie_renewal_interval(Duration::from_secs(seconds));
+        }
+        if let Some(locking) = vars.boolean("SESSION_LOCKING")? {
+            options = options.locking(locking);
+        }
+        if let Some(wait) = vars.millis("SESSION_LOCK_WAIT_MS")? {
+            options = options.lock_wait(wait);
+        }
+        let expire_expected = "a whole number of seconds, 1 or more";
+        if let Some(expire) = vars.parse::<u64>("SESSION_LOCK_EXPIRE_SECONDS", expire_expected)? {
+            if expire == 0 {
+                return Err(malformed(
+                    "SESSION_LOCK_EXPIRE_SECONDS",
+                    "0",
+                    expire_expected,
+                ));
+            }
+            options = options.lock_expire(Duration::from_secs(expire));
+        }
         Self::new(&server, options).map_err(|error| match error {
             Error::InvalidServer { .. } => from_variable("MEMCACHE_SERVER", &server, &error),
             other => other,
@@ -333,6 +356,15 @@ mod tests {
             ("MEMCACHE_TIMEOUT_MS", "1s", "milliseconds"),
             ("MEMCACHE_MAX_ITEM_SIZE", "12", "1024 or more"),
             ("SESSION_KEY_PREFIX", "has space", "printable ASCII"),
+            ("SESSION_SLIDING_EXPIRATION", "often", "true or false"),
+            (
+                "SESSION_COOKIE_RENEWAL_SECONDS",
+                "1m",
+                "whole number of seconds",
+            ),
+            ("SESSION_LOCKING", "strict", "true or false"),
+            ("SESSION_LOCK_WAIT_MS", "0", "above 0"),
+            ("SESSION_LOCK_EXPIRE_SECONDS", "0", "1 or more"),
         ] {
             let message = with(name, value);
             assert!(message.contains(name), "{message}");
@@ -357,6 +389,11 @@ mod tests {
             ("MEMCACHE_CONNECT_TIMEOUT_MS", "250"),
             ("MEMCACHE_TIMEOUT_MS", "100"),
             ("MEMCACHE_MAX_ITEM_SIZE", "2048"),
+            ("SESSION_SLIDING_EXPIRATION", "true"),
+            ("SESSION_COOKIE_RENEWAL_SECONDS", "30"),
+            ("SESSION_LOCKING", "on"),
+            ("SESSION_LOCK_WAIT_MS", "750"),
+            ("SESSION_LOCK_EXPIRE_SECONDS", "9"),
         ]))
         .unwrap();
         let options = storage.options();
@@ -367,6 +404,14 @@ mod tests {
         assert_eq!(options.get_connect_timeout(), Duration::from_millis(250));
         assert_eq!(options.get_operation_timeout(), Duration::from_millis(100));
         assert_eq!(options.get_max_item_size(), 2048);
+        assert!(options.get_sliding_expiration());
+        assert_eq!(
+            options.get_cookie_renewal_interval(),
+            Duration::from_secs(30)
+        );
+        assert!(options.get_locking());
+        assert_eq!(options.get_lock_wait(), Duration::from_millis(750));
+        assert_eq!(options.get_lock_expire(), Duration::from_secs(9));
     }
 
     #[test]

@@ -20,7 +20,10 @@ const TOMBSTONE: &[u8] = b"null";
 /// Seconds a tombstone stays.
 const TOMBSTONE_TTL: u64 = 60;
 /// Tries of a save that keeps meeting concurrent writes.
-const MAX_SAVE_TRIES: u32 = 5;
+const MAX_SAVE_TRIES: u32 = 10;
+/// Longest pause before trying a conflicting save again; each pause is drawn at random
+/// below a bound that doubles from 1 ms, so that contenders spread out.
+const CONFLICT_PAUSE_MAX: Duration = Duration::from_millis(32);
 /// First and longest pause between two attempts to take a lock.
 const LOCK_POLL_FIRST: Duration = Duration::from_millis(2);
 const LOCK_POLL_MAX: Duration = Duration::from_millis(50);
@@ -359,7 +362,7 @@ impl MemcacheSessionStorage {
         let key = self.key(id);
         let expiry = expiry(self.options().get_ttl_seconds());
         let mut data = session.data();
-        for _ in 0..MAX_SAVE_TRIES {
+        for attempt in 1..=MAX_SAVE_TRIES {
             let value = self.encode(&key, &data)?;
             let missing = match self.set(&key, &value, mode, expiry).await? {
                 Reply::Done => return Ok(CookieUpdate::Set(id.as_str().to_owned())),
@@ -370,6 +373,9 @@ impl MemcacheSessionStorage {
             let current = if missing {
                 Stored::Missing
             } else {
+                // Let the other writers finish before reading what they wrote; the write
+                // follows the read at once, so that its CAS value is as fresh as can be.
+                tokio::time::sleep(conflict_pause(attempt)).await;
                 self.fetch(id, false).await?
             };
             match current {
@@ -442,6 +448,12 @@ impl MemcacheSessionStorage {
             }
         }
     }
+}
+
+/// A random pause before the `attempt`-th try of a conflicting save.
+fn conflict_pause(attempt: u32) -> Duration {
+    let bound = Duration::from_millis(1 << attempt.min(5)).min(CONFLICT_PAUSE_MAX);
+    bound.mul_f64(rand::random::<f64>())
 }
 
 /// What memcached holds for a session id.

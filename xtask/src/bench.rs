@@ -1,0 +1,976 @@
+//! `cargo xtask bench`: the session stack against plain axum, measured in the same run.
+//!
+//! Builds the `bench` package in release mode, starts memcached (over TCP on loopback, then
+//! over a Unix socket) and `bench-server` (both routers in one process, each on its own
+//! runtime), and for each scenario runs `loadgen` against the session router, then against
+//! the plain router's same route, for the same time. Around each run it reads the server's
+//! `/__stats` (CPU time of that router's threads, peak RSS) and memcached's `stats` (commands
+//! sent), so that costs come out per request. Prints a table and the targets met or missed,
+//! and writes `target/bench/report.md` and `target/bench/report.svg`.
+//!
+//! The numbers that matter are the ratios: both routers run on the same machine at the same
+//! time of day, with the same load generator, alternating. Absolute numbers on a shared
+//! two-core machine are noise. `BENCH_DURATION_SECS` (default 5) and `BENCH_CONNECTIONS`
+//! (default 32) change the length and the concurrency of each run.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cmd::{self, Failure, Result};
+use crate::install;
+
+/// Longest wait for memcached or the server to start.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Timeout of each stats request to the server or memcached.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Unrecorded seconds at the start of each run.
+const WARMUP_SECS: &str = "1";
+
+/// memcached worker threads: the machine has two cores.
+const MEMCACHED_THREADS: &str = "2";
+
+/// One scenario: a route, and the targets of the session router against the plain one.
+struct Scenario {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    /// Least session/plain throughput ratio.
+    min_throughput_ratio: f64,
+    /// Most memcached commands per request.
+    max_commands: f64,
+    /// Least memcached commands per request (the route must really use the session).
+    min_commands: f64,
+}
+
+const SCENARIOS: [Scenario; 4] = [
+    Scenario {
+        name: "plain",
+        method: "GET",
+        path: "/plain",
+        min_throughput_ratio: 0.97,
+        max_commands: 0.0,
+        min_commands: 0.0,
+    },
+    Scenario {
+        name: "read",
+        method: "GET",
+        path: "/read",
+        min_throughput_ratio: 0.75,
+        max_commands: 1.0,
+        min_commands: 1.0,
+    },
+    Scenario {
+        name: "write",
+        method: "GET",
+        path: "/write",
+        min_throughput_ratio: 0.60,
+        max_commands: 2.0,
+        min_commands: 1.0,
+    },
+    Scenario {
+        name: "login",
+        method: "POST",
+        path: "/login",
+        min_throughput_ratio: 0.50,
+        max_commands: 2.0,
+        min_commands: 1.0,
+    },
+];
+
+/// Most session/plain p99 latency ratio, for every scenario.
+const MAX_P99_RATIO: f64 = 2.0;
+
+/// Most session/plain peak RSS ratio, for every scenario.
+const MAX_PEAK_RSS_RATIO: f64 = 2.0;
+
+/// Slack on commands per request, for rounding only (the counts are exact).
+const COMMAND_SLACK: f64 = 0.005;
+
+/// How memcached is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Unix,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Unix => "unix",
+        }
+    }
+}
+
+/// Kills the child process when dropped, on success and on error alike.
+struct Running {
+    child: Child,
+    what: &'static str,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("stopped {} (pid {})", self.what, self.child.id());
+    }
+}
+
+/// Spawns a prepared command, printing it first; the child is killed on drop.
+fn spawn(command: &mut Command, what: &'static str) -> Result<Running> {
+    let shown = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let env = command
+        .get_envs()
+        .filter_map(|(key, value)| Some(format!("{}={} ", key.to_str()?, value?.to_str()?)))
+        .collect::<String>();
+    eprintln!("$ {env}{shown} &");
+    let child = command
+        .spawn()
+        .map_err(|error| Failure::new(format!("cannot start `{shown}`: {error}")))?;
+    Ok(Running { child, what })
+}
+
+/// Where memcached's `stats` are read.
+enum Memcached {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Memcached {
+    /// The `MEMCACHE_SERVER` value for this memcached.
+    fn server(&self) -> String {
+        match self {
+            Self::Tcp(address) => address.to_string(),
+            Self::Unix(path) => format!("unix://{}", path.display()),
+        }
+    }
+
+    /// memcached's `stats`, as numbers.
+    fn stats(&self) -> Result<HashMap<String, f64>> {
+        let fail = |error: std::io::Error| Failure::new(format!("memcached stats: {error}"));
+        let reply = match self {
+            Self::Tcp(address) => {
+                let stream = TcpStream::connect_timeout(address, IO_TIMEOUT).map_err(fail)?;
+                stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(fail)?;
+                stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(fail)?;
+                stats_exchange(stream).map_err(fail)?
+            }
+            Self::Unix(path) => {
+                let stream = UnixStream::connect(path).map_err(fail)?;
+                stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(fail)?;
+                stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(fail)?;
+                stats_exchange(stream).map_err(fail)?
+            }
+        };
+        Ok(reply
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.strip_prefix("STAT ")?.split_whitespace();
+                let name = words.next()?;
+                let value = words.next()?.parse().ok()?;
+                Some((name.to_owned(), value))
+            })
+            .collect())
+    }
+}
+
+fn stats_exchange(mut stream: impl Read + Write) -> std::io::Result<String> {
+    stream.write_all(b"stats\r\n")?;
+    let mut reply = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    while !reply.ends_with(b"END\r\n") {
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        reply.extend_from_slice(&chunk[..read]);
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// What memcached did between two `stats` snapshots.
+#[derive(Clone, Copy, Debug, Default)]
+struct MemcachedDelta {
+    commands: f64,
+    gets: f64,
+    get_hits: f64,
+    sets: f64,
+    touches: f64,
+    deletes: f64,
+    cpu_seconds: f64,
+}
+
+impl MemcachedDelta {
+    fn between(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> Self {
+        let delta = |name: &str| {
+            after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+        };
+        let gets = delta("cmd_get");
+        let sets = delta("cmd_set");
+        let touches = delta("cmd_touch");
+        let deletes = delta("delete_hits") + delta("delete_misses");
+        Self {
+            commands: gets + sets + touches + deletes,
+            gets,
+            get_hits: delta("get_hits"),
+            sets,
+            touches,
+            deletes,
+            cpu_seconds: delta("rusage_user") + delta("rusage_system"),
+        }
+    }
+}
+
+/// The bench server's `/__stats` for one router.
+#[derive(Clone, Copy, Debug)]
+struct ServerStats {
+    cpu_seconds: f64,
+    peak_kib: f64,
+    rss_kib: f64,
+}
+
+/// One loadgen run against one router, with its costs.
+#[derive(Clone, Debug)]
+struct Run {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    non_2xx: f64,
+    errors: f64,
+    total_requests: f64,
+    cpu_us_per_request: f64,
+    loadgen_cpu_us_per_request: f64,
+    /// Peak RSS of the server process during the run, and its RSS when the run began.
+    peak_kib: f64,
+    start_rss_kib: f64,
+    memcached: Option<MemcachedDelta>,
+    raw: String,
+}
+
+impl Run {
+    fn per_request(&self, value: f64) -> f64 {
+        if self.total_requests > 0.0 {
+            value / self.total_requests
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// The session run and the plain run of one scenario over one transport.
+struct Pair {
+    scenario: &'static Scenario,
+    transport: Transport,
+    session: Run,
+    plain: Run,
+}
+
+/// The server process and its two routers.
+struct Server {
+    _process: Running,
+    session: SocketAddr,
+    plain: SocketAddr,
+}
+
+struct Settings {
+    loadgen: PathBuf,
+    duration: String,
+    connections: String,
+}
+
+/// Runs the benchmark and writes the report.
+pub(crate) fn run() -> Result {
+    install::debian_package("memcached", "memcached")?;
+    cmd::run("cargo", ["build", "--release", "--package", "bench"])?;
+    let root = cmd::workspace_root();
+    let work = root.join("target").join("bench");
+    std::fs::create_dir_all(&work)
+        .map_err(|error| Failure::new(format!("cannot create {}: {error}", work.display())))?;
+    let release = root.join("target").join("release");
+    let settings = Settings {
+        loadgen: release.join("loadgen"),
+        duration: env_number("BENCH_DURATION_SECS", "5")?,
+        connections: env_number("BENCH_CONNECTIONS", "32")?,
+    };
+    let machine = machine_info();
+    let started = Instant::now();
+
+    let mut pairs = Vec::new();
+    for transport in [Transport::Tcp, Transport::Unix] {
+        let (_memcached, memcached) = start_memcached(&work, transport)?;
+        let server = start_server(&release.join("bench-server"), &memcached.server())?;
+        for scenario in &SCENARIOS {
+            let session = measure(
+                &settings,
+                &server,
+                server.session,
+                scenario,
+                Some(&memcached),
+            )?;
+            let plain = measure(&settings, &server, server.plain, scenario, None)?;
+            pairs.push(Pair {
+                scenario,
+                transport,
+                session,
+                plain,
+            });
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let table = table(&pairs);
+    let checks = checks(&pairs);
+    println!();
+    println!("{table}");
+    for (passed, text) in &checks {
+        println!("{} {text}", if *passed { "PASS" } else { "MISS" });
+    }
+    let misses = checks.iter().filter(|(passed, _)| !passed).count();
+    println!(
+        "\n{} of {} targets met; measured in {:.0} s",
+        checks.len() - misses,
+        checks.len(),
+        elapsed.as_secs_f64()
+    );
+
+    let report = work.join("report.md");
+    let chart = work.join("report.svg");
+    write_file(
+        &report,
+        &report_markdown(&table, &checks, &machine, &settings, &pairs),
+    )?;
+    write_file(&chart, &svg_chart(&pairs))?;
+    println!("report: {}", report.display());
+    println!("chart:  {}", chart.display());
+    Ok(())
+}
+
+fn env_number(name: &str, default: &str) -> Result<String> {
+    match std::env::var(name) {
+        Ok(value) if value.parse::<f64>().is_ok_and(|n| n > 0.0) => Ok(value),
+        Ok(value) => Err(Failure::new(format!(
+            "{name}={value:?} is not a positive number"
+        ))),
+        Err(_) => Ok(default.to_owned()),
+    }
+}
+
+fn write_file(path: &Path, contents: &str) -> Result {
+    std::fs::write(path, contents)
+        .map_err(|error| Failure::new(format!("cannot write {}: {error}", path.display())))
+}
+
+fn start_memcached(work: &Path, transport: Transport) -> Result<(Running, Memcached)> {
+    let mut command = Command::new("memcached");
+    command
+        .args(["-U", "0", "-t", MEMCACHED_THREADS])
+        .stdin(Stdio::null());
+    if cmd::is_root() {
+        command.args(["-u", "root"]);
+    }
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    match transport {
+        Transport::Tcp => {
+            let port_file = work.join("memcached.ports");
+            let _ = std::fs::remove_file(&port_file);
+            command
+                .args(["-l", "127.0.0.1", "-p", "-1"])
+                .env("MEMCACHED_PORT_FILENAME", &port_file);
+            let running = spawn(&mut command, "memcached (tcp)")?;
+            loop {
+                let port = std::fs::read_to_string(&port_file).ok().and_then(|ports| {
+                    ports.lines().find_map(|line| {
+                        line.strip_prefix("TCP INET: ")?.trim().parse::<u16>().ok()
+                    })
+                });
+                if let Some(port) = port {
+                    let memcached = Memcached::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+                    memcached.stats()?;
+                    return Ok((running, memcached));
+                }
+                if Instant::now() > deadline {
+                    return Err(Failure::new("memcached did not report its port in time"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Transport::Unix => {
+            let socket = work.join("memcached.sock");
+            let _ = std::fs::remove_file(&socket);
+            command.arg("-s").arg(&socket).args(["-a", "0700"]);
+            let running = spawn(&mut command, "memcached (unix socket)")?;
+            let memcached = Memcached::Unix(socket);
+            loop {
+                if memcached.stats().is_ok() {
+                    return Ok((running, memcached));
+                }
+                if Instant::now() > deadline {
+                    return Err(Failure::new(
+                        "memcached's Unix socket did not answer in time",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn start_server(binary: &Path, memcache_server: &str) -> Result<Server> {
+    let mut command = Command::new(binary);
+    command
+        .env("MEMCACHE_SERVER", memcache_server)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut running = spawn(&mut command, "bench-server")?;
+    let stdout = running.child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut address = |expected: &str| -> Result<SocketAddr> {
+        let line = lines
+            .next()
+            .and_then(std::result::Result::ok)
+            .unwrap_or_default();
+        line.strip_prefix(expected)
+            .and_then(|url| url.strip_prefix(" http://"))
+            .and_then(|address| address.parse().ok())
+            .ok_or_else(|| {
+                Failure::new(format!("bench-server did not start: {expected}: {line:?}"))
+            })
+    };
+    let session = address("session")?;
+    let plain = address("plain")?;
+    Ok(Server {
+        _process: running,
+        session,
+        plain,
+    })
+}
+
+/// One loadgen run against `target`, with the counters read around it.
+fn measure(
+    settings: &Settings,
+    server: &Server,
+    target: SocketAddr,
+    scenario: &Scenario,
+    memcached: Option<&Memcached>,
+) -> Result<Run> {
+    let which = if target == server.session {
+        "session"
+    } else {
+        "plain"
+    };
+    let url = format!("http://{target}");
+    let mut command = Command::new(&settings.loadgen);
+    command
+        .args([url.as_str(), scenario.path, "--method", scenario.method])
+        .args(["--connections", &settings.connections])
+        .args(["--duration", &settings.duration, "--warmup", WARMUP_SECS])
+        // Every connection first obtains a session (the plain router sets none), so that
+        // `/read` reads a stored session and `/plain` carries a cookie, as for a signed-in
+        // user.
+        .args(["--setup", "/write", "--sync"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut loadgen = spawn(&mut command, "loadgen")?;
+    let mut stdin = loadgen.child.stdin.take().expect("stdin is piped");
+    let mut stdout = BufReader::new(loadgen.child.stdout.take().expect("stdout is piped"));
+    let ready = read_line(&mut stdout)?;
+    if !ready.contains("\"ready\"") {
+        return Err(Failure::new(format!(
+            "loadgen did not get ready: {ready:?}"
+        )));
+    }
+
+    // Connected and signed in: snapshot the counters, then let it go.
+    http(target, "POST", "/__reset-peak")?;
+    let before = server_stats(target)?;
+    let memcached_before = memcached.map(Memcached::stats).transpose()?;
+    go(&mut stdin)?;
+    let line = read_line(&mut stdout)?;
+    let status = loadgen
+        .child
+        .wait()
+        .map_err(|error| Failure::new(format!("loadgen: {error}")))?;
+    if !status.success() {
+        return Err(Failure::new(format!("loadgen failed: {status}")));
+    }
+    let after = server_stats(target)?;
+    let memcached_delta = match (memcached, memcached_before) {
+        (Some(memcached), Some(before)) => {
+            Some(MemcachedDelta::between(&before, &memcached.stats()?))
+        }
+        _ => None,
+    };
+
+    let number = |key: &str| {
+        json_number(&line, key)
+            .ok_or_else(|| Failure::new(format!("loadgen printed no {key}: {line}")))
+    };
+    let mut run = Run {
+        rps: number("rps")?,
+        p50_us: number("p50_us")?,
+        p99_us: number("p99_us")?,
+        non_2xx: number("non_2xx")?,
+        errors: number("errors")?,
+        total_requests: number("total_requests")?,
+        cpu_us_per_request: 0.0,
+        loadgen_cpu_us_per_request: 0.0,
+        peak_kib: after.peak_kib,
+        start_rss_kib: before.rss_kib,
+        memcached: memcached_delta,
+        raw: line.trim().to_owned(),
+    };
+    run.cpu_us_per_request = run.per_request((after.cpu_seconds - before.cpu_seconds) * 1e6);
+    run.loadgen_cpu_us_per_request = run.per_request(number("loadgen_cpu_s")? * 1e6);
+    eprintln!(
+        "{} {which} {}: {:.0} req/s, p50 {} µs, p99 {} µs, non-2xx {}, {:.1} µs CPU/request",
+        scenario.name,
+        scenario.path,
+        run.rps,
+        run.p50_us,
+        run.p99_us,
+        run.non_2xx,
+        run.cpu_us_per_request
+    );
+    Ok(run)
+}
+
+fn read_line(reader: &mut BufReader<ChildStdout>) -> Result<String> {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|error| Failure::new(format!("cannot read loadgen's output: {error}")))?;
+    Ok(line)
+}
+
+fn go(stdin: &mut ChildStdin) -> Result {
+    stdin
+        .write_all(b"go\n")
+        .and_then(|()| stdin.flush())
+        .map_err(|error| Failure::new(format!("cannot start loadgen: {error}")))
+}
+
+fn server_stats(target: SocketAddr) -> Result<ServerStats> {
+    let body = http(target, "GET", "/__stats")?;
+    let number = |key: &str| {
+        json_number(&body, key)
+            .ok_or_else(|| Failure::new(format!("/__stats has no {key}: {body}")))
+    };
+    Ok(ServerStats {
+        cpu_seconds: number("cpu_seconds")?,
+        peak_kib: number("vm_hwm_kib")?,
+        rss_kib: number("vm_rss_kib")?,
+    })
+}
+
+/// One HTTP/1.1 request on its own connection; the body of a 200 response.
+fn http(target: SocketAddr, method: &str, path: &str) -> Result<String> {
+    let fail = |error: std::io::Error| Failure::new(format!("{method} {path}: {error}"));
+    let mut stream = TcpStream::connect_timeout(&target, IO_TIMEOUT).map_err(fail)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(fail)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(fail)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(fail)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(fail)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| Failure::new(format!("{method} {path}: no response head")))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(Failure::new(format!(
+            "{method} {path}: {}",
+            head.lines().next().unwrap_or_default()
+        )));
+    }
+    Ok(body.to_owned())
+}
+
+/// The number after `"key":` in a flat JSON object (enough for our own one-line outputs).
+fn json_number(json: &str, key: &str) -> Option<f64> {
+    let needle = format!("\"{key}\":");
+    let start = json.find(&needle)? + needle.len();
+    let rest = json[start..].trim_start();
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+/// Each scenario's numbers, session against plain, as a Markdown table.
+fn table(pairs: &[Pair]) -> String {
+    let mut table = String::from(
+        "| scenario | transport | req/s session | req/s plain | ratio | p50 µs s / p | \
+         p99 µs s / p | p99 ratio | non-2xx s / p | CPU µs/req s / p | memcached cmds/req \
+         (get+set+touch+delete) | memcached CPU µs/req | peak RSS MiB s / p (growth in run) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for pair in pairs {
+        let (session, plain) = (&pair.session, &pair.plain);
+        let memcached = session.memcached.unwrap_or_default();
+        let _ = writeln!(
+            table,
+            "| {} {} | {} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2} | {:.0} / {:.0} | {:.1} / {:.1} | {:.2} ({:.2}+{:.2}+{:.2}+{:.2}) | {:.1} | {:.1} / {:.1} (+{:.1} / +{:.1}) |",
+            pair.scenario.method,
+            pair.scenario.path,
+            pair.transport.name(),
+            session.rps,
+            plain.rps,
+            session.rps / plain.rps,
+            session.p50_us,
+            plain.p50_us,
+            session.p99_us,
+            plain.p99_us,
+            session.p99_us / plain.p99_us,
+            session.non_2xx + session.errors,
+            plain.non_2xx + plain.errors,
+            session.cpu_us_per_request,
+            plain.cpu_us_per_request,
+            session.per_request(memcached.commands),
+            session.per_request(memcached.gets),
+            session.per_request(memcached.sets),
+            session.per_request(memcached.touches),
+            session.per_request(memcached.deletes),
+            session.per_request(memcached.cpu_seconds * 1e6),
+            mib(session.peak_kib),
+            mib(plain.peak_kib),
+            mib(session.peak_kib - session.start_rss_kib),
+            mib(plain.peak_kib - plain.start_rss_kib),
+        );
+    }
+    table
+}
+
+fn mib(kib: f64) -> f64 {
+    kib / 1024.0
+}
+
+/// Every target, met (`true`) or missed, with the numbers behind it.
+fn checks(pairs: &[Pair]) -> Vec<(bool, String)> {
+    let mut checks = Vec::new();
+    for pair in pairs {
+        let (session, plain) = (&pair.session, &pair.plain);
+        let scenario = pair.scenario;
+        let label = format!(
+            "{:<5} {:<6} {:<4}",
+            scenario.name,
+            scenario.path,
+            pair.transport.name()
+        );
+        let ratio = session.rps / plain.rps;
+        checks.push((
+            ratio >= scenario.min_throughput_ratio,
+            format!(
+                "{label} req/s ratio {ratio:.2} (target >= {:.2})",
+                scenario.min_throughput_ratio
+            ),
+        ));
+        let p99 = session.p99_us / plain.p99_us;
+        checks.push((
+            p99 <= MAX_P99_RATIO,
+            format!("{label} p99 ratio {p99:.2} (target <= {MAX_P99_RATIO:.2})"),
+        ));
+        let rss = session.peak_kib / plain.peak_kib;
+        checks.push((
+            rss <= MAX_PEAK_RSS_RATIO,
+            format!("{label} peak RSS ratio {rss:.2} (target <= {MAX_PEAK_RSS_RATIO:.2})"),
+        ));
+        let commands = session.per_request(session.memcached.unwrap_or_default().commands);
+        let target = if scenario.min_commands >= scenario.max_commands {
+            format!("{:.0}", scenario.max_commands)
+        } else {
+            format!("<= {:.0}", scenario.max_commands)
+        };
+        checks.push((
+            commands <= scenario.max_commands + COMMAND_SLACK
+                && commands >= scenario.min_commands - COMMAND_SLACK,
+            format!("{label} memcached commands/request {commands:.3} (target {target})"),
+        ));
+        let failures = session.non_2xx + session.errors + plain.non_2xx + plain.errors;
+        checks.push((
+            failures == 0.0,
+            format!("{label} non-2xx responses and errors {failures} (target 0)"),
+        ));
+    }
+    checks
+}
+
+/// What the machine is, and how busy it was.
+fn machine_info() -> Vec<(&'static str, String)> {
+    let output = |program: &str, args: &[&str]| {
+        Command::new(program).args(args).output().ok().map_or_else(
+            || "unknown".to_owned(),
+            |output| String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        )
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    vec![
+        ("date", output("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])),
+        ("nproc", output("nproc", &[])),
+        ("CPU", cpu),
+        ("kernel", output("uname", &["-sr"])),
+        ("memcached", output("memcached", &["-V"])),
+        ("load average at start", load_average()),
+    ]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |load| {
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
+
+fn report_markdown(
+    table: &str,
+    checks: &[(bool, String)],
+    machine: &[(&str, String)],
+    settings: &Settings,
+    pairs: &[Pair],
+) -> String {
+    let mut report = String::from("# Benchmark: axum-session-memcache against plain axum\n\n");
+    let _ = writeln!(
+        report,
+        "Written by `cargo xtask bench`. Each row: `loadgen` with {} keep-alive connections \
+         (one session each), {WARMUP_SECS} s warm-up and {} s recorded, against the session \
+         router, then the same route of the plain router, one after the other, in the same \
+         process run.\n",
+        settings.connections, settings.duration
+    );
+    report.push_str(table);
+    report.push_str("\n## Targets\n\n");
+    for (passed, text) in checks {
+        let _ = writeln!(
+            report,
+            "- {} {text}",
+            if *passed { "PASS" } else { "**MISS**" }
+        );
+    }
+    report.push_str("\n## Machine\n\n");
+    for (name, value) in machine {
+        let _ = writeln!(report, "- {name}: {value}");
+    }
+    let _ = writeln!(report, "- load average at end: {}", load_average());
+    report.push_str(
+        "\n## How to read it\n\n\
+         - Ratios are session / plain. Both routers live in one `bench-server` process, each \
+         on its own Tokio runtime with one worker thread (`session-*` and `plain-*` threads); \
+         only one router is under load at a time.\n\
+         - CPU µs/request: `utime + stime` of that router's threads (clock ticks, 10 ms) over \
+         the run, warm-up included, divided by every request of the run. It excludes \
+         memcached's own CPU (its column) and the load generator's (below).\n\
+         - memcached commands per request: the change in `cmd_get + cmd_set + cmd_touch + \
+         delete_hits + delete_misses` over the run, divided by the run's requests. Each \
+         connection obtained its session (one `GET /write`) before the counters were read.\n\
+         - Peak RSS: the process's `VmHWM`, reset through `/proc/self/clear_refs` just before \
+         each run, so it is the peak during that run; growth is that peak minus the RSS at the \
+         start of the run. Both routers share the process, so the absolute numbers include \
+         both; the growth is what the run itself added.\n\
+         - The load generator, memcached and the server share the machine's two cores (and \
+         other work on the machine, see the load average): absolute numbers are noisy, the \
+         ratios of neighbouring runs much less so.\n\n## Raw loadgen output\n\n",
+    );
+    for pair in pairs {
+        for (which, run) in [("session", &pair.session), ("plain", &pair.plain)] {
+            let memcached = run.memcached.map_or_else(String::new, |delta| {
+                format!(
+                    "; memcached gets {:.0} ({:.0} hits), sets {:.0}, touches {:.0}, \
+                     deletes {:.0}",
+                    delta.gets, delta.get_hits, delta.sets, delta.touches, delta.deletes
+                )
+            });
+            let _ = writeln!(
+                report,
+                "- {} {} {which}: loadgen CPU {:.1} µs/request{memcached}; `{}`",
+                pair.scenario.name,
+                pair.transport.name(),
+                run.loadgen_cpu_us_per_request,
+                run.raw
+            );
+        }
+    }
+    report
+}
+
+/// One value of a run, as charted.
+type Metric = fn(&Run) -> f64;
+
+const SVG_WIDTH: f64 = 960.0;
+const SVG_PANEL_HEIGHT: f64 = 300.0;
+const SVG_LEFT: f64 = 70.0;
+const SVG_TOP: f64 = 50.0;
+const SVG_BOTTOM: f64 = 50.0;
+
+/// Bars of req/s and p99, session against plain, per scenario and transport.
+fn svg_chart(pairs: &[Pair]) -> String {
+    let panel = SVG_PANEL_HEIGHT + SVG_TOP + SVG_BOTTOM;
+    let height = 2.0 * panel + 10.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{SVG_WIDTH}\" height=\"{height}\" \
+         viewBox=\"0 0 {SVG_WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    let panels: [(&str, Metric); 2] = [
+        ("Throughput (req/s, higher is better)", |run| run.rps),
+        ("p99 latency (µs, lower is better)", |run| run.p99_us),
+    ];
+    for (index, (title, value)) in panels.into_iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)] // two panels
+        let y0 = index as f64 * panel + 10.0;
+        svg_panel(&mut svg, pairs, y0, title, value);
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One chart: a title, a scale, two bars per pair, a legend.
+fn svg_panel(svg: &mut String, pairs: &[Pair], y0: f64, title: &str, value: Metric) {
+    let (left, right, height) = (SVG_LEFT, SVG_WIDTH - 10.0, SVG_PANEL_HEIGHT);
+    let max = pairs
+        .iter()
+        .flat_map(|pair| [value(&pair.session), value(&pair.plain)])
+        .fold(0.0_f64, f64::max);
+    let scale_max = nice_ceiling(max);
+    let _ = writeln!(
+        svg,
+        "<text x=\"{left}\" y=\"{}\" font-size=\"15\" font-weight=\"bold\">{}</text>",
+        y0 + 20.0,
+        xml_escape(title)
+    );
+    let base = y0 + SVG_TOP + height;
+    for tick in 0..=5 {
+        let fraction = f64::from(tick) / 5.0;
+        let y = base - fraction * height;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" x2=\"{right}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}</text>",
+            left - 6.0,
+            y + 4.0,
+            fraction * scale_max
+        );
+    }
+    #[allow(clippy::cast_precision_loss)] // a handful of groups
+    let group_width = (right - left) / pairs.len().max(1) as f64;
+    let bar_width = group_width * 0.35;
+    for (group, pair) in pairs.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let x = left + group as f64 * group_width + group_width * 0.15;
+        for (offset, run, colour) in [
+            (0.0, &pair.session, SESSION_COLOUR),
+            (bar_width, &pair.plain, PLAIN_COLOUR),
+        ] {
+            let v = value(run);
+            let h = v / scale_max * height;
+            let _ = writeln!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar_width:.1}\" height=\"{h:.1}\" \
+                 fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" \
+                 font-size=\"10\">{v:.0}</text>",
+                x + offset,
+                base - h,
+                x + offset + bar_width / 2.0,
+                base - h - 3.0
+            );
+        }
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{} {}</text>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{} ({:.2}×)</text>",
+            x + bar_width,
+            base + 16.0,
+            pair.scenario.method,
+            xml_escape(pair.scenario.path),
+            x + bar_width,
+            base + 31.0,
+            pair.transport.name(),
+            value(&pair.session) / value(&pair.plain)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{left}\" x2=\"{right}\" y1=\"{base}\" y2=\"{base}\" stroke=\"black\"/>"
+    );
+    let legend_x = SVG_WIDTH - 260.0;
+    for (offset, label, colour) in [
+        (0.0, "session router", SESSION_COLOUR),
+        (120.0, "plain axum", PLAIN_COLOUR),
+    ] {
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{colour}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{label}</text>",
+            legend_x + offset,
+            y0 + 10.0,
+            legend_x + offset + 16.0,
+            y0 + 20.0
+        );
+    }
+}
+
+const SESSION_COLOUR: &str = "#d9534f";
+const PLAIN_COLOUR: &str = "#5b8def";
+
+/// The smallest of 1, 2 or 5 times a power of ten that is at least `value`.
+fn nice_ceiling(value: f64) -> f64 {
+    if value <= 0.0 || !value.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10_f64.powf(value.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|step| step * magnitude)
+        .find(|&candidate| candidate >= value)
+        .unwrap_or(10.0 * magnitude)
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{json_number, nice_ceiling};
+
+    #[test]
+    fn reads_numbers_from_flat_json() {
+        let line = r#"{"requests":10,"rps":2.5,"p99_us":7,"p999_us":9,"total_requests":12}"#;
+        assert_eq!(json_number(line, "rps"), Some(2.5));
+        assert_eq!(json_number(line, "p99_us"), Some(7.0));
+        assert_eq!(json_number(line, "requests"), Some(10.0));
+        assert_eq!(json_number(line, "total_requests"), Some(12.0));
+        assert_eq!(json_number(line, "missing"), None);
+    }
+
+    #[test]
+    fn rounds_chart_scales_up_to_one_two_or_five() {
+        assert!((nice_ceiling(3_400.0) - 5_000.0).abs() < 1e-9);
+        assert!((nice_ceiling(12_000.0) - 20_000.0).abs() < 1e-9);
+        assert!((nice_ceiling(100.0) - 100.0).abs() < 1e-9);
+    }
+}
