@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_memcached::{Client, MetaProtocol as _, Status};
 use tokio::sync::watch;
@@ -70,7 +70,7 @@ pub(crate) enum Reply {
 pub(crate) struct Connection {
     client: Client,
     epoch: u64,
-    used: bool,
+    opened: Instant,
 }
 
 /// Why a connection could not be opened.
@@ -111,7 +111,7 @@ impl bb8::ManageConnection for Manager {
             Ok(Ok(client)) => Ok(Connection {
                 client,
                 epoch,
-                used: false,
+                opened: Instant::now(),
             }),
             Ok(Err(error)) => Err(ConnectError::Failed(error)),
             Err(_) => Err(ConnectError::TimedOut(self.connect_timeout)),
@@ -171,7 +171,8 @@ impl fmt::Debug for Pool {
 
 /// How one attempt at a command failed.
 enum Failure {
-    /// The connection failed: worth one more try on a fresh connection if it was reused.
+    /// The connection failed: worth one more try on a fresh connection if this one was
+    /// already open before the attempt (it may have outlived a memcached restart).
     Connection {
         error: async_memcached::Error,
         reused: bool,
@@ -253,9 +254,9 @@ impl Pool {
     }
 
     async fn attempt(&self, command: Command<'_>) -> Result<Reply, Failure> {
+        let started = Instant::now();
         let mut connection = self.acquire().await.map_err(Failure::Final)?;
-        let reused = connection.used;
-        connection.used = true;
+        let reused = connection.opened < started;
         let client = &mut connection.client;
         let sent = tokio::time::timeout(self.operation_timeout, send(client, command)).await;
         match sent {

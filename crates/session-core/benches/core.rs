@@ -43,11 +43,17 @@ fn typical_session() -> SessionData {
             "/dashboard",
             "/settings/profile",
             "/orders/2026/08",
-            "/help/articles/sessions"
+            "/orders/2026/08/184467-0042",
+            "/help/articles/sessions",
+            "/help/articles/cookies",
+            "/search?q=memcached+sessions",
+            "/account/security",
+            "/account/billing/invoices",
+            "/"
         ]),
     );
     let mut flash = Values::new();
-    flash.insert("message".into(), json!("Welcome back, Ada! ".repeat(8)));
+    flash.insert("message".into(), json!("Welcome back, Ada! ".repeat(20)));
     SessionData::new(values, flash)
 }
 
