@@ -6,17 +6,29 @@
 use std::fs;
 use std::sync::OnceLock;
 
-/// CPU time, in seconds, of this process's threads whose name starts with `prefix`, and how
-/// many such threads there are: the sum of `utime + stime` from `/proc/self/task/*/stat`.
+/// CPU time of a set of threads, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ThreadsCpu {
+    /// Time spent in user space (`utime`).
+    pub user_seconds: f64,
+    /// Time spent in the kernel on the threads' behalf (`stime`): system calls, mostly.
+    pub system_seconds: f64,
+    /// How many threads were counted.
+    pub threads: usize,
+}
+
+/// CPU time of this process's threads whose name starts with `prefix`: the sums of `utime`
+/// and `stime` from `/proc/self/task/*/stat`.
 ///
 /// The kernel counts in clock ticks (usually 10 ms), so this is precise over seconds of load,
 /// not over single requests.
-pub fn threads_cpu_seconds(prefix: &str) -> (f64, usize) {
+pub fn threads_cpu(prefix: &str) -> ThreadsCpu {
+    let mut cpu = ThreadsCpu::default();
     let Ok(tasks) = fs::read_dir("/proc/self/task") else {
-        return (0.0, 0);
+        return cpu;
     };
-    let mut ticks = 0_u64;
-    let mut threads = 0;
+    let (mut user, mut system) = (0, 0);
     for task in tasks.flatten() {
         let path = task.path();
         let Ok(name) = fs::read_to_string(path.join("comm")) else {
@@ -25,15 +37,18 @@ pub fn threads_cpu_seconds(prefix: &str) -> (f64, usize) {
         if !name.trim_end().starts_with(prefix) {
             continue;
         }
-        if let Some(used) = fs::read_to_string(path.join("stat"))
+        if let Some((utime, stime)) = fs::read_to_string(path.join("stat"))
             .ok()
             .and_then(|stat| stat_cpu_ticks(&stat))
         {
-            ticks += used;
-            threads += 1;
+            user += utime;
+            system += stime;
+            cpu.threads += 1;
         }
     }
-    (ticks_to_seconds(ticks), threads)
+    cpu.user_seconds = ticks_to_seconds(user);
+    cpu.system_seconds = ticks_to_seconds(system);
+    cpu
 }
 
 /// CPU time, in seconds, of the whole process (all threads, `/proc/self/stat`).
@@ -41,18 +56,18 @@ pub fn process_cpu_seconds() -> f64 {
     fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|stat| stat_cpu_ticks(&stat))
-        .map_or(0.0, ticks_to_seconds)
+        .map_or(0.0, |(utime, stime)| ticks_to_seconds(utime + stime))
 }
 
-/// `utime + stime` from a `/proc/.../stat` line. The thread name (field 2) is in parentheses
+/// `(utime, stime)` from a `/proc/.../stat` line. The thread name (field 2) is in parentheses
 /// and may hold spaces, so fields are counted after its closing parenthesis.
-fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+fn stat_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     // After the name: state is field 3, utime field 14, stime field 15.
     let mut fields = rest.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 #[allow(clippy::cast_precision_loss)] // tick counts stay far below 2^52
@@ -102,7 +117,7 @@ mod tests {
     #[test]
     fn reads_utime_and_stime_after_a_name_with_spaces() {
         let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 100 0 0";
-        assert_eq!(stat_cpu_ticks(stat), Some(12));
+        assert_eq!(stat_cpu_ticks(stat), Some((7, 5)));
     }
 
     #[test]

@@ -237,6 +237,7 @@ impl MemcachedDelta {
 #[derive(Clone, Copy, Debug)]
 struct ServerStats {
     cpu_seconds: f64,
+    system_seconds: f64,
     peak_kib: f64,
     rss_kib: f64,
 }
@@ -251,6 +252,8 @@ struct Run {
     errors: f64,
     total_requests: f64,
     cpu_us_per_request: f64,
+    /// The part of `cpu_us_per_request` spent in the kernel (system calls, mostly).
+    system_us_per_request: f64,
     loadgen_cpu_us_per_request: f64,
     /// Peak RSS of the server process during the run, and its RSS when the run began.
     peak_kib: f64,
@@ -525,6 +528,7 @@ fn measure(
         errors: number("errors")?,
         total_requests: number("total_requests")?,
         cpu_us_per_request: 0.0,
+        system_us_per_request: 0.0,
         loadgen_cpu_us_per_request: 0.0,
         peak_kib: after.peak_kib,
         start_rss_kib: before.rss_kib,
@@ -532,6 +536,8 @@ fn measure(
         raw: line.trim().to_owned(),
     };
     run.cpu_us_per_request = run.per_request((after.cpu_seconds - before.cpu_seconds) * 1e6);
+    run.system_us_per_request =
+        run.per_request((after.system_seconds - before.system_seconds) * 1e6);
     run.loadgen_cpu_us_per_request = run.per_request(number("loadgen_cpu_s")? * 1e6);
     eprintln!(
         "{} {which} {}: {:.0} req/s, p50 {} µs, p99 {} µs, non-2xx {}, {:.1} µs CPU/request",
@@ -569,6 +575,7 @@ fn server_stats(target: SocketAddr) -> Result<ServerStats> {
     };
     Ok(ServerStats {
         cpu_seconds: number("cpu_seconds")?,
+        system_seconds: number("cpu_system_seconds")?,
         peak_kib: number("vm_hwm_kib")?,
         rss_kib: number("vm_rss_kib")?,
     })
@@ -612,7 +619,7 @@ fn json_number(json: &str, key: &str) -> Option<f64> {
 fn table(pairs: &[Pair]) -> String {
     let mut table = String::from(
         "| scenario | transport | req/s session | req/s plain | ratio | p50 µs s / p | \
-         p99 µs s / p | p99 ratio | non-2xx s / p | CPU µs/req s / p | memcached cmds/req \
+         p99 µs s / p | p99 ratio | non-2xx s / p | CPU µs/req s / p (of which kernel) | memcached cmds/req \
          (get+set+touch+delete) | memcached CPU µs/req | peak RSS MiB s / p (growth in run) |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
@@ -621,7 +628,7 @@ fn table(pairs: &[Pair]) -> String {
         let memcached = session.memcached.unwrap_or_default();
         let _ = writeln!(
             table,
-            "| {} {} | {} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2} | {:.0} / {:.0} | {:.1} / {:.1} | {:.2} ({:.2}+{:.2}+{:.2}+{:.2}) | {:.1} | {:.1} / {:.1} (+{:.1} / +{:.1}) |",
+            "| {} {} | {} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2} | {:.0} / {:.0} | {:.1} ({:.1}) / {:.1} ({:.1}) | {:.2} ({:.2}+{:.2}+{:.2}+{:.2}) | {:.1} | {:.1} / {:.1} (+{:.1} / +{:.1}) |",
             pair.scenario.method,
             pair.scenario.path,
             pair.transport.name(),
@@ -636,7 +643,9 @@ fn table(pairs: &[Pair]) -> String {
             session.non_2xx + session.errors,
             plain.non_2xx + plain.errors,
             session.cpu_us_per_request,
+            session.system_us_per_request,
             plain.cpu_us_per_request,
+            plain.system_us_per_request,
             session.per_request(memcached.commands),
             session.per_request(memcached.gets),
             session.per_request(memcached.sets),
@@ -780,7 +789,8 @@ fn report_markdown(
          on its own Tokio runtime with one worker thread (`session-*` and `plain-*` threads); \
          only one router is under load at a time.\n\
          - CPU µs/request: `utime + stime` of that router's threads (clock ticks, 10 ms) over \
-         the run, warm-up included, divided by every request of the run. It excludes \
+         the run, warm-up included, divided by every request of the run; in parentheses the \
+         part spent in the kernel (`stime`: system calls, mostly socket I/O). It excludes \
          memcached's own CPU (its column) and the load generator's (below).\n\
          - memcached commands per request: the change in `cmd_get + cmd_set + cmd_touch + \
          delete_hits + delete_misses` over the run, divided by the run's requests. Each \

@@ -68,14 +68,30 @@ fn ci() -> Result {
     install::debian_package("chromium", "chromium")?;
     install::debian_package("chromedriver", "chromium-driver")?;
     // The Remix interop test runs a Node server with Remix's own packages, pinned.
-    cmd::run("npm", ["ci", "--no-audit", "--no-fund", "--prefix", "tests/remix-interop"])?;
+    cmd::run(
+        "npm",
+        [
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            "tests/remix-interop",
+        ],
+    )?;
     // The end-to-end tests run the example app as separate processes.
     cmd::run("cargo", ["build", "--package", "example-app"])?;
     // Tests named `measured_*` print figures (such as updates lost without locking): they
     // run on their own, with their output shown.
     cmd::run(
         "cargo",
-        ["test", "--workspace", "--all-features", "--", "--skip", "measured_"],
+        [
+            "test",
+            "--workspace",
+            "--all-features",
+            "--",
+            "--skip",
+            "measured_",
+        ],
     )?;
     cmd::run(
         "cargo",

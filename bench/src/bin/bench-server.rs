@@ -209,12 +209,14 @@ async fn plain_login() -> &'static str {
 }
 
 fn stats(prefix: &'static str) -> String {
-    let (cpu_seconds, threads) = bench::threads_cpu_seconds(prefix);
+    let cpu = bench::threads_cpu(prefix);
     let (peak_kib, rss_kib) = bench::process_memory_kib();
     serde_json::json!({
         "prefix": prefix,
-        "cpu_seconds": cpu_seconds,
-        "threads": threads,
+        "cpu_seconds": cpu.user_seconds + cpu.system_seconds,
+        "cpu_user_seconds": cpu.user_seconds,
+        "cpu_system_seconds": cpu.system_seconds,
+        "threads": cpu.threads,
         "vm_hwm_kib": peak_kib,
         "vm_rss_kib": rss_kib,
     })

@@ -176,7 +176,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             .get::<RequestSession>()
             .cloned()
             .ok_or(SessionRejection::MissingLayer(MissingSessionLayer))?;
-        request.load().await.map_err(|error| {
+        request.load(&parts.headers).await.map_err(|error| {
             tracing::error!(error = %Chain(&*error), "could not load the session");
             SessionRejection::Unavailable(SessionUnavailable::new(error))
         })

@@ -8,7 +8,7 @@ use axum_core::body::Body;
 use axum_core::response::Response;
 use bytes::Bytes;
 use http::header::SET_COOKIE;
-use http::{HeaderValue, Request};
+use http::{HeaderMap, HeaderValue, Request};
 use session_core::{CookieUpdate, SessionStorage};
 use tokio::sync::OnceCell;
 use tower_layer::Layer;
@@ -26,7 +26,8 @@ use crate::rejection::SessionUnavailable;
 /// - A session no handler extracted is never loaded, and nothing is written.
 /// - A changed session is saved and a `Set-Cookie` appended; an unchanged one writes
 ///   nothing; a destroyed one is deleted and its cookie expired (`Max-Age=0`).
-/// - A cookie signed with an older secret is re-issued, signed with the first.
+/// - A cookie signed with an older secret is re-issued, signed with the first, on the next
+///   response whose handler extracts the session.
 /// - A response with a 5xx status keeps the session as it was: its changes are not saved
 ///   and no session cookie is set.
 /// - When the save fails, the response is replaced by `503 Service Unavailable`: the change
@@ -124,79 +125,20 @@ where
         // Keep the service that was polled ready; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-
-        let verified = shared
-            .cookie
-            .find(request.headers())
-            .and_then(|value| shared.cookie.verify(value));
-        let reissue = verified
-            .as_ref()
-            .is_some_and(session_core::Verified::signed_with_old_secret);
         let session = RequestSession {
             inner: Arc::new(RequestState {
-                shared: Arc::clone(&shared),
-                cookie_value: verified.map(session_core::Verified::into_value),
+                shared: Arc::clone(&self.shared),
                 loaded: OnceCell::new(),
             }),
         };
+        // Nothing else happens before the handler: the cookie is verified and the session
+        // loaded only if the handler extracts it.
         request.extensions_mut().insert(session.clone());
-
         Box::pin(async move {
             let response = inner.call(request).await?.map(Body::new);
-            Ok(finish(&shared, &session, reissue, response).await)
+            Ok(session.finish(response).await)
         })
     }
-}
-
-/// Saves the session if it was loaded, and sets the cookie accordingly.
-async fn finish(
-    shared: &Shared,
-    session: &RequestSession,
-    reissue: bool,
-    mut response: Response,
-) -> Response {
-    let loaded = session.inner.loaded.get();
-    let failed = response.status().is_server_error();
-    // A cookie naming a session that no longer exists is not worth re-signing.
-    let reissue = reissue && !failed && loaded.is_none_or(Session::is_loaded);
-    let update = match loaded.map(Session::take) {
-        None => CookieUpdate::Unchanged,
-        Some(stored) if failed => {
-            if let Err(error) = shared.storage.release_boxed(&stored).await {
-                tracing::warn!(error = %Chain(&*error), "could not release the session");
-            }
-            return response;
-        }
-        Some(stored) => match shared.storage.save_boxed(&stored).await {
-            Ok(update) => update,
-            Err(error) => {
-                tracing::error!(error = %Chain(&*error), "could not save the session");
-                return SessionUnavailable::save_failed_response();
-            }
-        },
-    };
-    let header = match update {
-        CookieUpdate::Set(value) => Some(shared.cookie.set_cookie(&value)),
-        CookieUpdate::Clear => Some(shared.cookie.clear_cookie()),
-        _ => session
-            .inner
-            .cookie_value
-            .as_deref()
-            .filter(|value| reissue && !value.is_empty())
-            .map(|value| shared.cookie.set_cookie(value)),
-    };
-    if let Some(header) = header {
-        match HeaderValue::try_from(header) {
-            Ok(value) => {
-                response.headers_mut().append(SET_COOKIE, value);
-            }
-            Err(error) => {
-                tracing::error!(%error, "session cookie is not a valid header value");
-            }
-        }
-    }
-    response
 }
 
 /// The request's session state, kept in the request's extensions for the extractor.
@@ -207,25 +149,88 @@ pub(crate) struct RequestSession {
 
 struct RequestState {
     shared: Arc<Shared>,
+    loaded: OnceCell<Loaded>,
+}
+
+/// A session loaded for this request, and what its cookie said.
+struct Loaded {
+    session: Session,
+    /// The verified cookie value (the session id the client sent), if any.
     cookie_value: Option<String>,
-    loaded: OnceCell<Session>,
+    /// Whether the cookie was signed with an older secret and must be re-signed.
+    signed_with_old_secret: bool,
 }
 
 impl RequestSession {
-    /// Loads the session once per request; later calls share it.
-    pub(crate) async fn load(&self) -> Result<Session, BoxError> {
-        let state = &self.inner;
-        state
+    /// Verifies the session cookie in `headers` and loads the session, once per request;
+    /// later calls share it.
+    pub(crate) async fn load(&self, headers: &HeaderMap) -> Result<Session, BoxError> {
+        let shared = &self.inner.shared;
+        let loaded = self
+            .inner
             .loaded
             .get_or_try_init(|| async {
-                state
-                    .shared
-                    .storage
-                    .read_boxed(state.cookie_value.as_deref())
-                    .await
-                    .map(Session::new)
+                let verified = shared
+                    .cookie
+                    .find(headers)
+                    .and_then(|value| shared.cookie.verify(value));
+                let signed_with_old_secret = verified
+                    .as_ref()
+                    .is_some_and(session_core::Verified::signed_with_old_secret);
+                let cookie_value = verified.map(session_core::Verified::into_value);
+                let session = shared.storage.read_boxed(cookie_value.as_deref()).await?;
+                Ok::<_, BoxError>(Loaded {
+                    session: Session::new(session),
+                    cookie_value,
+                    signed_with_old_secret,
+                })
             })
-            .await
-            .cloned()
+            .await?;
+        Ok(loaded.session.clone())
+    }
+
+    /// After the handler: saves the session if it was loaded, and sets the cookie
+    /// accordingly.
+    async fn finish(&self, mut response: Response) -> Response {
+        let Some(loaded) = self.inner.loaded.get() else {
+            return response;
+        };
+        let shared = &self.inner.shared;
+        // A cookie naming a session that no longer exists is not worth re-signing.
+        let reissue = loaded.signed_with_old_secret && loaded.session.is_loaded();
+        let session = loaded.session.take();
+        if response.status().is_server_error() {
+            if let Err(error) = shared.storage.release_boxed(&session).await {
+                tracing::warn!(error = %Chain(&*error), "could not release the session");
+            }
+            return response;
+        }
+        let update = match shared.storage.save_boxed(&session).await {
+            Ok(update) => update,
+            Err(error) => {
+                tracing::error!(error = %Chain(&*error), "could not save the session");
+                return SessionUnavailable::save_failed_response();
+            }
+        };
+        let header = match update {
+            CookieUpdate::Set(value) => Some(shared.cookie.set_cookie(&value)),
+            CookieUpdate::Clear => Some(shared.cookie.clear_cookie()),
+            _ => loaded
+                .cookie_value
+                .as_deref()
+                .filter(|value| reissue && !value.is_empty())
+                .map(|value| shared.cookie.set_cookie(value)),
+        };
+        if let Some(header) = header {
+            match HeaderValue::try_from(header) {
+                Ok(value) => {
+                    response.headers_mut().append(SET_COOKIE, value);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "session cookie is not a valid header value");
+                }
+            }
+        }
+        response
     }
 }
