@@ -96,13 +96,13 @@ impl<'a> Changes<'a> {
                     theirs.values.insert(key.clone(), value.clone());
                 }
                 None => {
-                    theirs.values.remove(key);
+                    theirs.values.shift_remove(key);
                 }
             }
         }
         for (key, consumed) in self.session.loaded_flash() {
             if theirs.flash.get(key) == Some(consumed) {
-                theirs.flash.remove(key);
+                theirs.flash.shift_remove(key);
             }
         }
         for (key, value) in self.session.next_flash() {

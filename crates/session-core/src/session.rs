@@ -206,7 +206,7 @@ impl Session {
             source,
         })?;
         if value.is_null() {
-            self.values.remove(&key);
+            self.values.shift_remove(&key);
         } else {
             self.values.insert(key.clone(), value);
         }
@@ -222,7 +222,7 @@ impl Session {
     /// [`Error::Destroyed`] after [`destroy`](Self::destroy).
     pub fn remove(&mut self, key: &str) -> Result<Option<Value>, Error> {
         self.check_not_destroyed()?;
-        let removed = self.values.remove(key);
+        let removed = self.values.shift_remove(key);
         self.touched.insert(key.to_owned());
         self.dirty = true;
         Ok(removed)

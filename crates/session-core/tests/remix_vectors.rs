@@ -113,3 +113,21 @@ fn session_data_written_like_remix_matches_the_vector() {
         vectors().data[0].stored_json.as_bytes()
     );
 }
+
+#[test]
+fn stored_objects_keep_insertion_order_as_javascript_does() {
+    let mut session = session_core::Session::new();
+    session.insert("zeta", 1).unwrap();
+    session.insert("alpha", 2).unwrap();
+    session.insert("mid", 3).unwrap();
+    session.remove("alpha").unwrap();
+    session.insert("zeta", 4).unwrap();
+    session.insert("alpha", 5).unwrap();
+    // JSON.stringify of a Map-backed object after the same steps.
+    assert_eq!(
+        session.data().to_json().unwrap(),
+        br#"[{"zeta":4,"mid":3,"alpha":5},{}]"#
+    );
+    let loaded = session_core::SessionData::from_json(br#"[{"b":1,"a":2},{}]"#).unwrap();
+    assert_eq!(loaded.to_json().unwrap(), br#"[{"b":1,"a":2},{}]"#);
+}
