@@ -5,14 +5,18 @@
 //!   `Session` API (see [`routes`] for the list), behind a [`SessionLayer`].
 //! - [`send`] drives one request through a router with
 //!   [`tower::ServiceExt::oneshot`], bounded by [`HANG_GUARD`]; [`Browser`]
-//!   does the same while keeping cookies as a browser would.
+//!   does the same while keeping cookies in a [`CookieJar`], as a browser
+//!   would.
 //! - [`Server`] serves a router on a real `127.0.0.1:0` socket and
-//!   [`raw_request`] talks to it over a raw TCP connection, for tests that need
-//!   real connections (client disconnects).
+//!   [`raw_request`] (or [`raw_exchange`]) talks to it over a raw TCP
+//!   connection, for tests that need real connections (client disconnects,
+//!   other servers).
+//! - [`assert_ok`] and [`assert_no_set_cookie`] check a [`Reply`].
 //! - [`SilentServer`] accepts TCP connections and never answers: a
 //!   misbehaving memcached, for fault tests only.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -273,16 +277,21 @@ impl Reply {
             .collect()
     }
 
+    /// Every `Set-Cookie` header of the cookie `name`, in order.
+    pub fn set_cookies_named(&self, name: &str) -> Vec<String> {
+        self.set_cookies()
+            .into_iter()
+            .filter(|header| cookie_pair(header).is_some_and(|(n, _)| n == name))
+            .collect()
+    }
+
     /// The `Set-Cookie` header of the cookie `name`, if there is exactly one.
     ///
     /// # Panics
     ///
     /// If the response sets `name` more than once.
     pub fn set_cookie(&self, name: &str) -> Option<String> {
-        let mut matching = self
-            .set_cookies()
-            .into_iter()
-            .filter(|header| cookie_pair(header).is_some_and(|(n, _)| n == name));
+        let mut matching = self.set_cookies_named(name).into_iter();
         let first = matching.next();
         assert!(
             matching.next().is_none(),
@@ -315,6 +324,47 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
+
+    /// The body parsed as JSON.
+    ///
+    /// # Panics
+    ///
+    /// If the body is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "the body of a {} response is not JSON ({error}): {:?}",
+                self.status, self.body
+            )
+        })
+    }
+}
+
+/// Asserts a `200 OK` with `body`; `what` names the request in the message.
+///
+/// # Panics
+///
+/// If the status or the body differs.
+pub fn assert_ok(reply: &Reply, body: &str, what: &str) {
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, body),
+        "{what}"
+    );
+}
+
+/// Asserts the response sets no cookie at all; `what` names the request in
+/// the message.
+///
+/// # Panics
+///
+/// If the response has a `Set-Cookie` header.
+pub fn assert_no_set_cookie(reply: &Reply, what: &str) {
+    assert!(
+        reply.set_cookies().is_empty(),
+        "{what}: unexpected Set-Cookie {:?}",
+        reply.set_cookies()
+    );
 }
 
 /// The `name=value` part of a `Set-Cookie` header.
@@ -409,13 +459,69 @@ pub fn session_header(value: &str) -> String {
     format!("{COOKIE_NAME}={value}")
 }
 
-/// A client that keeps cookies as a browser does: it sends the cookies it holds
-/// and applies every `Set-Cookie` of each response (`Max-Age=0` removes).
-/// Clone it to keep a copy of the cookies as they were.
+/// `%XX`-encodes every byte of `text` but RFC 3986's unreserved characters
+/// (letters, digits, `-`, `.`, `_`, `~`): fit for a query string or an
+/// `application/x-www-form-urlencoded` body.
+pub fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded
+}
+
+/// The cookies a browser holds for one site, by name: it applies every
+/// `Set-Cookie` of a response (`Max-Age=0` removes the cookie; any other
+/// value, even an empty one, is kept) and sends them all back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CookieJar(BTreeMap<String, String>);
+
+impl CookieJar {
+    /// A jar holding only the cookie `name` = `value`.
+    pub fn holding(name: &str, value: &str) -> Self {
+        Self(BTreeMap::from([(name.to_owned(), value.to_owned())]))
+    }
+
+    /// The value of the cookie `name`, if held.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// The `Cookie` header that sends every held cookie, if any is held.
+    pub fn header(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| {
+            self.0
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    /// Applies every `Set-Cookie` header of `reply`, in order.
+    pub fn update(&mut self, reply: &Reply) {
+        for set_cookie in reply.set_cookies() {
+            if let Some((name, value)) = cookie_pair(&set_cookie) {
+                if expires_cookie(&set_cookie) {
+                    self.0.remove(name);
+                } else {
+                    self.0.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+    }
+}
+
+/// A client that keeps cookies as a browser does (in a [`CookieJar`]), talking
+/// to a router. Clone it to keep a copy of the cookies as they were.
 #[derive(Clone, Debug)]
 pub struct Browser {
     app: Router,
-    jar: BTreeMap<String, String>,
+    jar: CookieJar,
 }
 
 impl Browser {
@@ -423,13 +529,13 @@ impl Browser {
     pub fn new(app: &Router) -> Self {
         Self {
             app: app.clone(),
-            jar: BTreeMap::new(),
+            jar: CookieJar::default(),
         }
     }
 
     /// The value of the cookie `name`, if held.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.jar.get(name).map(String::as_str)
+        self.jar.get(name)
     }
 
     /// The value of the session cookie ([`COOKIE_NAME`]), if held.
@@ -439,13 +545,7 @@ impl Browser {
 
     /// The `Cookie` header this browser sends, if it holds any cookie.
     pub fn cookie_header(&self) -> Option<String> {
-        (!self.jar.is_empty()).then(|| {
-            self.jar
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        self.jar.header()
     }
 
     /// `GET path`.
@@ -474,15 +574,7 @@ impl Browser {
     pub async fn send(&mut self, method: &str, path: &str) -> Reply {
         let header = self.cookie_header();
         let reply = send(&self.app, request(method, path, header.as_deref())).await;
-        for set_cookie in reply.set_cookies() {
-            if let Some((name, value)) = cookie_pair(&set_cookie) {
-                if expires_cookie(&set_cookie) {
-                    self.jar.remove(name);
-                } else {
-                    self.jar.insert(name.to_owned(), value.to_owned());
-                }
-            }
-        }
+        self.jar.update(&reply);
         reply
     }
 }
@@ -569,44 +661,56 @@ pub fn request_text(method: &str, path: &str, cookie: Option<&str>) -> String {
 ///
 /// # Panics
 ///
-/// If the exchange fails, takes longer than [`HANG_GUARD`], or the response is
-/// not HTTP/1.1 as axum writes it.
+/// As [`raw_exchange`] with [`HANG_GUARD`].
 pub async fn raw_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     cookie: Option<&str>,
 ) -> Reply {
+    raw_exchange(addr, &request_text(method, path, cookie), HANG_GUARD).await
+}
+
+/// Sends `request` (complete HTTP/1.1 request text asking for
+/// `Connection: close`, such as [`request_text`]) over a new TCP connection to
+/// `addr` and reads the response until the server closes the connection.
+///
+/// # Panics
+///
+/// If the exchange fails, takes longer than `hang_guard`, or the response is
+/// not HTTP/1.1 as [`parse_response`] reads it.
+pub async fn raw_exchange(addr: SocketAddr, request: &str, hang_guard: Duration) -> Reply {
+    let head = request.lines().next().unwrap_or_default();
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
             .await
-            .expect("connect to the server");
+            .unwrap_or_else(|error| panic!("{head}: cannot connect to {addr}: {error}"));
         stream
-            .write_all(request_text(method, path, cookie).as_bytes())
+            .write_all(request.as_bytes())
             .await
-            .expect("send the request");
+            .unwrap_or_else(|error| panic!("{head}: cannot send the request: {error}"));
         let mut raw = Vec::new();
         stream
             .read_to_end(&mut raw)
             .await
-            .expect("read the response");
+            .unwrap_or_else(|error| panic!("{head}: cannot read the response: {error}"));
         parse_response(&raw)
     };
-    tokio::time::timeout(HANG_GUARD, exchange)
+    tokio::time::timeout(hang_guard, exchange)
         .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no response within {HANG_GUARD:?}"))
+        .unwrap_or_else(|_| panic!("{head} to {addr}: no response within {hang_guard:?}"))
 }
 
-/// Parses an HTTP/1.1 response (fixed length or chunked body).
+/// Parses an HTTP/1.1 response (fixed length or chunked body); the body is
+/// decoded as (lossy) UTF-8 after any chunked framing is removed.
 ///
 /// # Panics
 ///
 /// If `raw` is not such a response.
 pub fn parse_response(raw: &[u8]) -> Reply {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {text:?}"));
+    let (head, body) = split_once(raw, b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(head);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
@@ -631,28 +735,46 @@ pub fn parse_response(raw: &[u8]) -> Reply {
     let body = if chunked {
         dechunk(body)
     } else {
-        body.to_owned()
+        body.to_vec()
     };
     Reply {
         status,
         headers,
-        body,
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
+/// The bytes before and after the first `separator` in `bytes`.
+fn split_once<'a>(bytes: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = bytes
+        .windows(separator.len())
+        .position(|window| window == separator)?;
+    Some((&bytes[..at], &bytes[at + separator.len()..]))
+}
+
+/// Decodes a chunked body (chunk extensions ignored, no trailers).
+///
+/// # Panics
+///
+/// If `body` is not a complete chunked body.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     loop {
-        let (size, rest) = body
-            .split_once("\r\n")
-            .unwrap_or_else(|| panic!("bad chunk in {body:?}"));
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size {size:?}"));
+        let (size_line, rest) = split_once(body, b"\r\n")
+            .unwrap_or_else(|| panic!("bad chunk in {:?}", String::from_utf8_lossy(body)));
+        let size_line = String::from_utf8_lossy(size_line);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size_line:?}"));
         if size == 0 {
             return out;
         }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
+        let (chunk, rest) = rest
+            .split_at_checked(size)
+            .unwrap_or_else(|| panic!("a chunk of {size} bytes is cut short"));
+        out.extend_from_slice(chunk);
+        body = rest
+            .strip_prefix(b"\r\n")
+            .unwrap_or_else(|| panic!("no CRLF after a chunk of {size} bytes"));
     }
 }
 

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use integration_tests::app::Reply;
 use integration_tests::example_app::{ExampleApp, try_exchange};
 use integration_tests::memcached::Memcached;
 use serde_json::{Value, json};
@@ -169,7 +168,7 @@ impl ChromeDriver {
             let status = try_exchange(driver.addr, &http("GET", "/status", None), COMMAND_TIMEOUT);
             if let Ok(reply) = status
                 && reply.status == 200
-                && body_json(&reply)["value"]["ready"] == true
+                && reply.json()["value"]["ready"] == true
             {
                 return Ok(driver);
             }
@@ -210,11 +209,6 @@ fn http(method: &str, path: &str, body: Option<&Value>) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
-}
-
-fn body_json(reply: &Reply) -> Value {
-    serde_json::from_str(&reply.body)
-        .unwrap_or_else(|error| panic!("chromedriver answered {:?}: {error}", reply.body))
 }
 
 /// A WebDriver session (one Chromium), ended on drop.
@@ -386,7 +380,7 @@ impl Drop for Browser {
 fn command(driver: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
     let reply = try_exchange(driver, &http(method, path, body), COMMAND_TIMEOUT)
         .unwrap_or_else(|error: io::Error| panic!("WebDriver {method} {path}: {error}"));
-    let mut json = body_json(&reply);
+    let mut json = reply.json();
     assert!(
         reply.status.is_success(),
         "WebDriver {method} {path}: {} {}",

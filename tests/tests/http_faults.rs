@@ -23,7 +23,9 @@ use axum::routing;
 use axum_session_memcache::{
     MemcacheSessionStorage, MemcacheSessionStorageOptions, Session, SessionError, SessionLayer,
 };
-use integration_tests::app::{self, Browser, Reply, Server, SilentServer, session_header};
+use integration_tests::app::{
+    self, Browser, Reply, Server, SilentServer, assert_no_set_cookie, assert_ok, session_header,
+};
 use integration_tests::memcached::Memcached;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,19 +48,7 @@ fn assert_unavailable(reply: &Reply, what: &str) {
         reply.body
     );
     assert_eq!(reply.header("retry-after"), Some("1"), "{what}");
-    assert!(
-        reply.set_cookies().is_empty(),
-        "{what}: no cookie on a 503, got {:?}",
-        reply.set_cookies()
-    );
-}
-
-fn assert_ok(reply: &Reply, body: &str, what: &str) {
-    assert_eq!(
-        (reply.status, reply.body.as_str()),
-        (StatusCode::OK, body),
-        "{what}"
-    );
+    assert_no_set_cookie(reply, &format!("{what}: no cookie on a 503"));
 }
 
 // ---------------------------------------------------------------------------
@@ -506,6 +496,26 @@ impl HoldingProxy {
     fn set_hold(&self, on: bool) {
         self.hold.send_replace(on);
     }
+
+    /// Turns `hold` off and waits until the held reply was let through.
+    async fn release(&self) {
+        self.set_hold(false);
+        tokio::time::timeout(app::HANG_GUARD, self.released.notified())
+            .await
+            .expect("the held reply was let through");
+    }
+
+    /// A storage through this proxy with one connection only, and an
+    /// operation timeout well above the time a reply is held: a held command
+    /// is cancelled by a disconnect, not timed out.
+    fn one_connection_storage(&self) -> MemcacheSessionStorage {
+        app::storage(
+            &self.addr.to_string(),
+            MemcacheSessionStorageOptions::default()
+                .pool_max_size(1)
+                .operation_timeout(Duration::from_secs(3)),
+        )
+    }
 }
 
 impl Drop for HoldingProxy {
@@ -554,14 +564,7 @@ async fn pipe(
 async fn client_disconnect_during_the_save_never_reuses_the_interrupted_connection() {
     let memcached = Memcached::start();
     let proxy = Arc::new(HoldingProxy::start(memcached.addr()).await);
-    // One connection only, and an operation timeout well above the time the
-    // reply is held: the command is cancelled by the disconnect, not timed out.
-    let storage = app::storage(
-        &proxy.addr.to_string(),
-        MemcacheSessionStorageOptions::default()
-            .pool_max_size(1)
-            .operation_timeout(Duration::from_secs(3)),
-    );
+    let storage = proxy.one_connection_storage();
     let slow = {
         let proxy = Arc::clone(&proxy);
         routing::post(move |session: Session| {
@@ -589,10 +592,7 @@ async fn client_disconnect_during_the_save_never_reuses_the_interrupted_connecti
     // Let the stale reply through to the interrupted connection. Were that
     // connection reused, the next command would read this stale reply as its
     // own answer.
-    proxy.set_hold(false);
-    tokio::time::timeout(app::HANG_GUARD, proxy.released.notified())
-        .await
-        .expect("the held reply was let through");
+    proxy.release().await;
 
     // memcached received the whole `ms` before the client left, so the aborted
     // request's change was stored even though its response was never sent:
@@ -610,12 +610,7 @@ async fn client_disconnect_during_the_save_never_reuses_the_interrupted_connecti
 async fn client_disconnect_during_the_load_never_reuses_the_interrupted_connection() {
     let memcached = Memcached::start();
     let proxy = HoldingProxy::start(memcached.addr()).await;
-    let storage = app::storage(
-        &proxy.addr.to_string(),
-        MemcacheSessionStorageOptions::default()
-            .pool_max_size(1)
-            .operation_timeout(Duration::from_secs(3)),
-    );
+    let storage = proxy.one_connection_storage();
     let slow =
         routing::post(|session: Session| async move { set_abc(&session, "new").map(|()| "saved") });
     let (server, mut outcomes) = disconnect_server(storage, slow).await;
@@ -629,10 +624,7 @@ async fn client_disconnect_during_the_load_never_reuses_the_interrupted_connecti
         Outcome::Cancelled,
         "the disconnect cancels the load"
     );
-    proxy.set_hold(false);
-    tokio::time::timeout(app::HANG_GUARD, proxy.released.notified())
-        .await
-        .expect("the held reply was let through");
+    proxy.release().await;
 
     // The handler never ran: the old state, read over a fresh connection.
     let read = app::raw_request(server.addr(), "GET", "/abc", Some(&session_header(&cookie))).await;

@@ -21,8 +21,8 @@ use axum::http::header::COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum_session_memcache::{MemcacheSessionStorageOptions, SameSite, SessionCookie, SessionLayer};
 use integration_tests::app::{
-    self, Browser, COOKIE_NAME, Reply, cookie_attributes, cookie_pair, expires_cookie,
-    session_header,
+    self, Browser, COOKIE_NAME, Reply, assert_no_set_cookie, assert_ok, cookie_attributes,
+    cookie_pair, expires_cookie, session_header,
 };
 use integration_tests::memcached::Memcached;
 use session_core::{CookieSigner, SessionId};
@@ -34,24 +34,6 @@ fn id_of(signer: &CookieSigner, cookie_value: &str) -> String {
         .verify(cookie_value)
         .unwrap_or_else(|| panic!("{cookie_value:?} does not verify"))
         .into_value()
-}
-
-/// Asserts the response sets no cookie at all.
-fn assert_no_set_cookie(reply: &Reply, what: &str) {
-    assert!(
-        reply.set_cookies().is_empty(),
-        "{what}: unexpected Set-Cookie {:?}",
-        reply.set_cookies()
-    );
-}
-
-/// Asserts a 200 with `body`.
-fn assert_ok(reply: &Reply, body: &str, what: &str) {
-    assert_eq!(
-        (reply.status, reply.body.as_str()),
-        (StatusCode::OK, body),
-        "{what}"
-    );
 }
 
 /// A browser that has visited `/count` once: its session holds `count` = 1.

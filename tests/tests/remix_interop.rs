@@ -19,9 +19,8 @@
 //! fails, saying so.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -35,21 +34,17 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_session_memcache::{
-    MemcacheSessionStorage, MemcacheSessionStorageOptions, Session, SessionCookie, SessionError,
-    SessionLayer, memcache_key,
+    MemcacheSessionStorageOptions, Session, SessionError, SessionLayer, memcache_key,
+};
+// Both apps sign with `app::SECRET` and name the cookie `app::COOKIE_NAME`
+// (Remix's default name and ours).
+use integration_tests::app::{
+    self, COOKIE_NAME, CookieJar, Reply, SECRET, Server, cookie_pair, expires_cookie,
+    percent_encode,
 };
 use integration_tests::memcached::Memcached;
 use serde_json::{Value, json};
-use session_core::{CookieSigner, SessionId};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// The secret both apps sign their cookies with.
-const SECRET: &str = "remix-interop-secret-of-at-least-32-bytes";
-
-/// The cookie name both apps use (Remix's and our default).
-const COOKIE_NAME: &str = "__session";
+use session_core::SessionId;
 
 /// Longest wait for one HTTP exchange or memcached command: well above the
 /// Remix memcache client's own 5 s socket timeout, so reaching it means a hang.
@@ -207,42 +202,16 @@ impl RemixServer {
 /// A handler's failure: a status and a message.
 type Failure = (StatusCode, String);
 
-/// Serves the Rust app until dropped.
-struct RustServer {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for RustServer {
-    fn drop(&mut self) {
-        self.task.abort();
+/// Serves [`rust_routes`] behind a `SessionLayer` on the memcached at
+/// `memcache_server`, with default storage options (but `key_prefix` when
+/// given) and the default cookie ([`app::cookie`], signed with [`SECRET`]).
+async fn start_rust_app(memcache_server: &str, key_prefix: Option<&str>) -> Server {
+    let mut options = MemcacheSessionStorageOptions::default();
+    if let Some(prefix) = key_prefix {
+        options = options.key_prefix(prefix);
     }
-}
-
-impl RustServer {
-    /// Serves [`rust_routes`] behind a `SessionLayer` on the memcached at
-    /// `memcache_server`, with default storage options (but `key_prefix`
-    /// when given) and the default cookie signed with [`SECRET`].
-    async fn start(memcache_server: &str, key_prefix: Option<&str>) -> Self {
-        let mut options = MemcacheSessionStorageOptions::default();
-        if let Some(prefix) = key_prefix {
-            options = options.key_prefix(prefix);
-        }
-        let storage = MemcacheSessionStorage::new(memcache_server, options)
-            .unwrap_or_else(|error| panic!("cannot create the storage: {error}"));
-        let cookie = SessionCookie::new([SECRET]).expect("a non-empty secret");
-        let app = rust_routes().layer(SessionLayer::new(storage, cookie));
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("the listener's address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("the Rust app stopped serving");
-        });
-        Self { addr, task }
-    }
+    let storage = app::storage(memcache_server, options);
+    Server::start(rust_routes().layer(SessionLayer::new(storage, app::cookie()))).await
 }
 
 /// The routes of `tests/remix-interop/server.mjs`, in axum:
@@ -388,163 +357,25 @@ fn percent_decode(text: &str) -> Result<String, Failure> {
     String::from_utf8(decoded).map_err(|_| invalid())
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            let _ = write!(encoded, "%{byte:02X}");
-        }
-    }
-    encoded
-}
-
 // ---------------------------------------------------------------------------
-// A minimal HTTP/1.1 client and a one-cookie jar.
+// The client: `app::raw_exchange` with the session cookie of a `CookieJar`.
 // ---------------------------------------------------------------------------
 
-/// One HTTP response.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|error| panic!("the body of {self:?} is not JSON: {error}"))
-    }
-
-    /// The `Set-Cookie` headers for the session cookie.
-    fn session_set_cookies(&self) -> Vec<&str> {
-        self.set_cookies
-            .iter()
-            .map(String::as_str)
-            .filter(|header| cookie_pair(header).0 == COOKIE_NAME)
-            .collect()
-    }
-}
-
-/// `name=value` of a `Set-Cookie` header, trimmed.
-fn cookie_pair(set_cookie: &str) -> (&str, &str) {
-    let pair = set_cookie.split(';').next().unwrap_or_default();
-    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-    (name.trim(), value.trim())
-}
-
-/// Whether a `Set-Cookie` header deletes the cookie (`Max-Age=0`).
-fn expires_cookie(set_cookie: &str) -> bool {
-    set_cookie
-        .split(';')
-        .skip(1)
-        .any(|attribute| attribute.trim().eq_ignore_ascii_case("Max-Age=0"))
-}
-
-/// Sends one request with an empty body over a new connection and reads the
-/// whole response, within [`HANG_GUARD`].
+/// Sends one request with an empty body and, when given, the session cookie
+/// `cookie` over a new connection, and reads the whole response, within
+/// [`HANG_GUARD`].
 async fn http(addr: SocketAddr, method: &str, target: &str, cookie: Option<&str>) -> Reply {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Content-Length: 0\r\nAccept: application/json\r\n"
-        );
-        if let Some(cookie) = cookie {
-            let _ = write!(request, "Cookie: {COOKIE_NAME}={cookie}\r\n");
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        Ok::<_, io::Error>(response)
-    };
-    let response = tokio::time::timeout(HANG_GUARD, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("{method} {target} to {addr} hung for {HANG_GUARD:?}"))
-        .unwrap_or_else(|error| panic!("{method} {target} to {addr} failed: {error}"));
-    parse_response(&response).unwrap_or_else(|| {
-        panic!(
-            "malformed response: {:?}",
-            String::from_utf8_lossy(&response)
-        )
-    })
+    let cookie = cookie.map(app::session_header);
+    let request = app::request_text(method, target, cookie.as_deref());
+    app::raw_exchange(addr, &request, HANG_GUARD).await
 }
 
-/// Parses an HTTP/1.1 response read to EOF; `None` when it is malformed.
-fn parse_response(response: &[u8]) -> Option<Reply> {
-    let text = std::str::from_utf8(response).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let mut set_cookies = Vec::new();
-    let mut chunked = false;
-    for line in lines {
-        let (name, value) = line.split_once(':')?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("set-cookie") {
-            set_cookies.push(value.to_owned());
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
-        }
-    }
-    let body = if chunked {
-        decode_chunked(body)?
-    } else {
-        body.to_owned()
-    };
-    Some(Reply {
-        status,
-        set_cookies,
-        body,
-    })
-}
-
-/// Decodes a chunked body; `None` when it is malformed.
-fn decode_chunked(mut body: &str) -> Option<String> {
-    let mut decoded = String::new();
-    loop {
-        let (size_line, rest) = body.split_once("\r\n")?;
-        let size_text = size_line.split(';').next()?.trim();
-        let size = usize::from_str_radix(size_text, 16).ok()?;
-        if size == 0 {
-            return Some(decoded);
-        }
-        decoded.push_str(rest.get(..size)?);
-        body = rest.get(size..)?.strip_prefix("\r\n")?;
-    }
-}
-
-/// The session cookie as a browser keeps it: absent, or its value (possibly
-/// empty: Remix "clears" a cookie by setting it to the empty string).
-#[derive(Debug, Clone, Default)]
-struct Jar(Option<String>);
-
-impl Jar {
-    fn holding(value: &str) -> Self {
-        Self(Some(value.to_owned()))
-    }
-
-    /// The cookie value, which must be present.
-    fn value(&self) -> String {
-        self.0
-            .clone()
-            .expect("the jar holds a session cookie by now")
-    }
-
-    /// Applies the response's session `Set-Cookie` headers, as a browser does.
-    fn update(&mut self, reply: &Reply) {
-        for header in reply.session_set_cookies() {
-            if expires_cookie(header) {
-                self.0 = None;
-            } else {
-                self.0 = Some(cookie_pair(header).1.to_owned());
-            }
-        }
-    }
+/// The session cookie's value, which the jar must hold by now (possibly empty:
+/// Remix "clears" a cookie by setting it to the empty string).
+fn session_value(jar: &CookieJar) -> String {
+    jar.get(COOKIE_NAME)
+        .expect("the jar holds a session cookie by now")
+        .to_owned()
 }
 
 /// One of the two apps, seen from the client.
@@ -557,8 +388,8 @@ struct App {
 impl App {
     /// Sends a request with the jar's cookie, asserts `200`, and updates the
     /// jar from the response.
-    async fn send(&self, jar: &mut Jar, method: &str, target: &str) -> Reply {
-        let reply = http(self.addr, method, target, jar.0.as_deref()).await;
+    async fn send(&self, jar: &mut CookieJar, method: &str, target: &str) -> Reply {
+        let reply = http(self.addr, method, target, jar.get(COOKIE_NAME)).await;
         assert_eq!(
             reply.status, 200,
             "{} answered {method} {target} with {reply:?}",
@@ -569,26 +400,26 @@ impl App {
     }
 
     /// `GET /get?key=K`: the value the session holds under `key` (`null` if none).
-    async fn get(&self, jar: &mut Jar, key: &str) -> Value {
+    async fn get(&self, jar: &mut CookieJar, key: &str) -> Value {
         let target = format!("/get?key={}", percent_encode(key));
         self.send(jar, "GET", &target).await.json()["value"].clone()
     }
 
     /// `GET /size`: how many values and flash values the session holds.
-    async fn size(&self, jar: &mut Jar) -> u64 {
+    async fn size(&self, jar: &mut CookieJar) -> u64 {
         let reply = self.send(jar, "GET", "/size").await;
         reply.json()["size"]
             .as_u64()
             .unwrap_or_else(|| panic!("{} answered /size with {reply:?}", self.name))
     }
 
-    async fn set(&self, jar: &mut Jar, key: &str, value: &Value) {
+    async fn set(&self, jar: &mut CookieJar, key: &str, value: &Value) {
         self.set_json(jar, key, &value.to_string()).await;
     }
 
     /// `POST /set` with the value as JSON text, sent as is (`Value` would sort
     /// object keys).
-    async fn set_json(&self, jar: &mut Jar, key: &str, json: &str) {
+    async fn set_json(&self, jar: &mut CookieJar, key: &str, json: &str) {
         let target = format!(
             "/set?key={}&value={}",
             percent_encode(key),
@@ -597,7 +428,7 @@ impl App {
         self.send(jar, "POST", &target).await;
     }
 
-    async fn flash(&self, jar: &mut Jar, key: &str, value: &Value) {
+    async fn flash(&self, jar: &mut CookieJar, key: &str, value: &Value) {
         let target = format!(
             "/flash?key={}&value={}",
             percent_encode(key),
@@ -606,16 +437,16 @@ impl App {
         self.send(jar, "POST", &target).await;
     }
 
-    async fn unset(&self, jar: &mut Jar, key: &str) {
+    async fn unset(&self, jar: &mut CookieJar, key: &str) {
         let target = format!("/unset?key={}", percent_encode(key));
         self.send(jar, "POST", &target).await;
     }
 
-    async fn destroy(&self, jar: &mut Jar) -> Reply {
+    async fn destroy(&self, jar: &mut CookieJar) -> Reply {
         self.send(jar, "POST", "/destroy").await
     }
 
-    async fn regenerate(&self, jar: &mut Jar, delete_old: bool) {
+    async fn regenerate(&self, jar: &mut CookieJar, delete_old: bool) {
         let target = if delete_old {
             "/regenerate?delete=1"
         } else {
@@ -632,7 +463,7 @@ impl App {
 /// Both apps on one fresh memcached.
 struct Interop {
     remix: RemixServer,
-    rust: RustServer,
+    rust: Server,
     memcached: Memcached,
     key_prefix: String,
 }
@@ -648,7 +479,7 @@ impl Interop {
     async fn start_with(key_prefix: Option<&str>) -> Self {
         let memcached = Memcached::start();
         let remix = RemixServer::start(&memcached.addr(), key_prefix);
-        let rust = RustServer::start(&memcached.addr(), key_prefix).await;
+        let rust = start_rust_app(&memcached.addr(), key_prefix).await;
         let key_prefix = key_prefix.map_or_else(
             || {
                 MemcacheSessionStorageOptions::default()
@@ -675,14 +506,13 @@ impl Interop {
     fn rust(&self) -> App {
         App {
             name: "Rust",
-            addr: self.rust.addr,
+            addr: self.rust.addr(),
         }
     }
 
     /// The session id a cookie value stands for, checked with our signer.
     fn id_of(cookie_value: &str) -> SessionId {
-        let signer = CookieSigner::new([SECRET]).expect("a non-empty secret");
-        let verified = signer
+        let verified = app::signer()
             .verify(cookie_value)
             .unwrap_or_else(|| panic!("{cookie_value:?} does not verify with the shared secret"));
         SessionId::parse(verified.value())
@@ -706,7 +536,7 @@ struct RawItem {
 /// `get key` over a plain TCP connection, with [`HANG_GUARD`] timeouts.
 fn raw_get(server: &str, key: &str) -> Option<RawItem> {
     let addr: SocketAddr = server.parse().expect("memcached listens on host:port");
-    let stream = StdTcpStream::connect_timeout(&addr, HANG_GUARD).expect("connect to memcached");
+    let stream = TcpStream::connect_timeout(&addr, HANG_GUARD).expect("connect to memcached");
     stream.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
     stream.set_write_timeout(Some(HANG_GUARD)).expect("timeout");
     (&stream)
@@ -757,19 +587,19 @@ fn assert_holds_no_session(item: Option<RawItem>, what: &str) {
 #[tokio::test]
 async fn remix_and_rust_set_cookies_in_one_signed_format() {
     let interop = Interop::start().await;
-    let signer = CookieSigner::new([SECRET]).expect("a non-empty secret");
+    let signer = app::signer();
 
     for app in [interop.remix(), interop.rust()] {
         let reply = http(app.addr, "POST", "/set?key=count&value=1", None).await;
         assert_eq!(reply.status, 200, "{} answered {reply:?}", app.name);
-        let headers = reply.session_set_cookies();
+        let headers = reply.set_cookies_named(COOKIE_NAME);
         assert_eq!(
             headers.len(),
             1,
             "{} sets one session cookie: {reply:?}",
             app.name
         );
-        let (_, value) = cookie_pair(headers[0]);
+        let (_, value) = cookie_pair(&headers[0]).expect("a name=value pair");
         // `base64(id) + "." + base64_no_pad(HMAC-SHA256(secret, base64(id)))`.
         let id = Interop::id_of(value);
         assert_eq!(
@@ -792,11 +622,11 @@ async fn remix_and_rust_set_cookies_in_one_signed_format() {
 async fn remix_session_is_read_and_updated_by_rust_then_read_back_by_remix() {
     let interop = Interop::start().await;
     let (remix, rust) = (interop.remix(), interop.rust());
-    let mut jar = Jar::default();
+    let mut jar = CookieJar::default();
 
     remix.set(&mut jar, "count", &json!(1)).await;
     remix.set(&mut jar, "user", &json!({ "name": "mj" })).await;
-    let remix_cookie = jar.value();
+    let remix_cookie = session_value(&jar);
 
     assert_eq!(rust.get(&mut jar, "count").await, json!(1));
     assert_eq!(rust.get(&mut jar, "user").await, json!({ "name": "mj" }));
@@ -806,7 +636,7 @@ async fn remix_session_is_read_and_updated_by_rust_then_read_back_by_remix() {
     rust.set(&mut jar, "count", &json!(count + 1)).await;
     rust.set(&mut jar, "theme", &json!("dark")).await;
     assert_eq!(
-        jar.value(),
+        session_value(&jar),
         remix_cookie,
         "Rust keeps the Remix session id and signs it the same way"
     );
@@ -821,7 +651,7 @@ async fn remix_session_is_read_and_updated_by_rust_then_read_back_by_remix() {
 async fn rust_session_is_read_and_updated_by_remix_then_read_back_by_rust() {
     let interop = Interop::start().await;
     let (remix, rust) = (interop.remix(), interop.rust());
-    let mut jar = Jar::default();
+    let mut jar = CookieJar::default();
 
     rust.set(&mut jar, "count", &json!(10)).await;
     rust.set(
@@ -831,7 +661,7 @@ async fn rust_session_is_read_and_updated_by_remix_then_read_back_by_rust() {
     )
     .await;
     rust.set(&mut jar, "temporary", &json!(true)).await;
-    let rust_cookie = jar.value();
+    let rust_cookie = session_value(&jar);
 
     assert_eq!(remix.get(&mut jar, "count").await, json!(10));
     assert_eq!(
@@ -844,7 +674,7 @@ async fn rust_session_is_read_and_updated_by_remix_then_read_back_by_rust() {
     remix.set(&mut jar, "greeting", &json!("héllo ✓")).await;
     remix.unset(&mut jar, "temporary").await;
     assert_eq!(
-        jar.value(),
+        session_value(&jar),
         rust_cookie,
         "Remix keeps the Rust session id and signs it the same way"
     );
@@ -863,7 +693,7 @@ async fn rust_session_is_read_and_updated_by_remix_then_read_back_by_rust() {
 async fn remix_flash_is_read_once_by_rust_then_gone_on_both() {
     let interop = Interop::start().await;
     let (remix, rust) = (interop.remix(), interop.rust());
-    let mut jar = Jar::default();
+    let mut jar = CookieJar::default();
 
     remix.set(&mut jar, "user", &json!("mj")).await;
     remix.flash(&mut jar, "message", &json!("saved")).await;
@@ -879,7 +709,7 @@ async fn remix_flash_is_read_once_by_rust_then_gone_on_both() {
 async fn rust_flash_is_read_once_by_remix_then_gone_on_both() {
     let interop = Interop::start().await;
     let (remix, rust) = (interop.remix(), interop.rust());
-    let mut jar = Jar::default();
+    let mut jar = CookieJar::default();
 
     rust.set(&mut jar, "user", &json!("mj")).await;
     rust.flash(&mut jar, "message", &json!({ "text": "saved", "level": 1 }))
@@ -899,32 +729,32 @@ async fn rust_flash_is_read_once_by_remix_then_gone_on_both() {
 async fn rust_destroying_a_remix_session_leaves_remix_a_fresh_empty_session() {
     let interop = Interop::start().await;
     let (remix, rust) = (interop.remix(), interop.rust());
-    let mut jar = Jar::default();
+    let mut jar = CookieJar::default();
 
     remix.set(&mut jar, "user", &json!("mj")).await;
-    let old_cookie = jar.value();
+    let old_cookie = session_value(&jar);
     assert_eq!(rust.get(&mut jar, "user").await, json!("mj"));
 
     let reply = rust.destroy(&mut jar).await;
     assert!(
         reply
-            .session_set_cookies()
+            .set_cookies_named(COOKIE_NAME)
             .iter()
             .any(|header| expires_cookie(header)),
         "Rust expires the cookie of a destroyed session: {reply:?}"
     );
-    assert_eq!(jar.0, None, "the browser dropped the cookie");
+    assert_eq!(jar.get(COOKIE_NAME), None, "the browser dropped the cookie");
     assert_holds_no_session(
         interop.raw_item(&old_cookie),
         "Rust destroyed the item Remix wrote",
     );
 
-    let mut old = Jar::holding(&old_cookie);
+    let mut old = CookieJar::holding(COOKIE_NAME, &old_cookie);
     assert_eq!(remix.get(&mut old, "user").await, Value::Null);
     assert_eq!(remix.size(&mut old).await, 0);
     let reply = http(remix.addr, "GET", "/size", Some(&old_cookie)).await;
     assert!(
-        reply.session_set_cookies().is_empty(),
+        reply.set_cookies_named(COOKIE_NAME).is_empty(),
         "Remix's fresh session is not saved by a read: {reply:?}"
     );
 }
@@ -933,15 +763,15 @@ async fn rust_destroying_a_remix_session_leaves_remix_a_fresh_empty_session() {
 async fn remix_destroying_a_rust_session_leaves_rust_a_fresh_empty_session() {
     let interop = Interop::start().await;
     let (remix, rust) = (interop.remix(), interop.rust());
-    let mut jar = Jar::default();
+    let mut jar = CookieJar::default();
 
     rust.set(&mut jar, "user", &json!("mj")).await;
-    let old_cookie = jar.value();
+    let old_cookie = session_value(&jar);
     assert_eq!(remix.get(&mut jar, "user").await, json!("mj"));
 
     remix.destroy(&mut jar).await;
     assert_eq!(
-        jar.0.as_deref(),
+        jar.get(COOKIE_NAME),
         Some(""),
         "Remix clears the cookie by setting it to the empty string"
     );
@@ -950,12 +780,12 @@ async fn remix_destroying_a_rust_session_leaves_rust_a_fresh_empty_session() {
         "Remix destroyed the item Rust wrote",
     );
 
-    let mut old = Jar::holding(&old_cookie);
+    let mut old = CookieJar::holding(COOKIE_NAME, &old_cookie);
     assert_eq!(rust.get(&mut old, "user").await, Value::Null);
     assert_eq!(rust.size(&mut old).await, 0);
     let reply = http(rust.addr, "GET", "/size", Some(&old_cookie)).await;
     assert!(
-        reply.session_set_cookies().is_empty(),
+        reply.set_cookies_named(COOKIE_NAME).is_empty(),
         "Rust's fresh session is not saved by a read: {reply:?}"
     );
 
@@ -968,22 +798,26 @@ async fn remix_destroying_a_rust_session_leaves_rust_a_fresh_empty_session() {
 async fn remix_regenerating_with_delete_orphans_the_old_cookie_on_rust() {
     let interop = Interop::start().await;
     let (remix, rust) = (interop.remix(), interop.rust());
-    let mut jar = Jar::default();
+    let mut jar = CookieJar::default();
 
     remix.set(&mut jar, "user", &json!("mj")).await;
-    let old_cookie = jar.value();
+    let old_cookie = session_value(&jar);
     remix.regenerate(&mut jar, true).await;
-    let new_cookie = jar.value();
+    let new_cookie = session_value(&jar);
     assert_ne!(new_cookie, old_cookie, "Remix issued a cookie for a new id");
     assert_holds_no_session(interop.raw_item(&old_cookie), "the old id was deleted");
 
-    let mut old = Jar::holding(&old_cookie);
+    let mut old = CookieJar::holding(COOKIE_NAME, &old_cookie);
     assert_eq!(rust.get(&mut old, "user").await, Value::Null);
     assert_eq!(rust.size(&mut old).await, 0);
 
     assert_eq!(rust.get(&mut jar, "user").await, json!("mj"));
     rust.set(&mut jar, "count", &json!(1)).await;
-    assert_eq!(jar.value(), new_cookie, "Rust keeps the regenerated id");
+    assert_eq!(
+        session_value(&jar),
+        new_cookie,
+        "Rust keeps the regenerated id"
+    );
     assert_eq!(remix.get(&mut jar, "count").await, json!(1));
 }
 
@@ -991,22 +825,26 @@ async fn remix_regenerating_with_delete_orphans_the_old_cookie_on_rust() {
 async fn rust_regenerating_with_delete_orphans_the_old_cookie_on_remix() {
     let interop = Interop::start().await;
     let (remix, rust) = (interop.remix(), interop.rust());
-    let mut jar = Jar::default();
+    let mut jar = CookieJar::default();
 
     rust.set(&mut jar, "user", &json!("mj")).await;
-    let old_cookie = jar.value();
+    let old_cookie = session_value(&jar);
     rust.regenerate(&mut jar, true).await;
-    let new_cookie = jar.value();
+    let new_cookie = session_value(&jar);
     assert_ne!(new_cookie, old_cookie, "Rust issued a cookie for a new id");
     assert_holds_no_session(interop.raw_item(&old_cookie), "the old id was deleted");
 
-    let mut old = Jar::holding(&old_cookie);
+    let mut old = CookieJar::holding(COOKIE_NAME, &old_cookie);
     assert_eq!(remix.get(&mut old, "user").await, Value::Null);
     assert_eq!(remix.size(&mut old).await, 0);
 
     assert_eq!(remix.get(&mut jar, "user").await, json!("mj"));
     remix.set(&mut jar, "count", &json!(1)).await;
-    assert_eq!(jar.value(), new_cookie, "Remix keeps the regenerated id");
+    assert_eq!(
+        session_value(&jar),
+        new_cookie,
+        "Remix keeps the regenerated id"
+    );
     assert_eq!(rust.get(&mut jar, "count").await, json!(1));
 }
 
@@ -1025,13 +863,13 @@ async fn remix_and_rust_write_byte_identical_items_for_the_same_data() {
 
     let mut items = HashMap::new();
     for app in [interop.remix(), interop.rust()] {
-        let mut jar = Jar::default();
+        let mut jar = CookieJar::default();
         for (key, value) in &values {
             app.set(&mut jar, key, value).await;
         }
         app.flash(&mut jar, "notice", &json!("saved")).await;
         let item = interop
-            .raw_item(&jar.value())
+            .raw_item(&session_value(&jar))
             .unwrap_or_else(|| panic!("no item under {}'s key", app.name));
         items.insert(app.name, item);
     }
@@ -1055,11 +893,11 @@ async fn items_hold_equal_json_whatever_order_keys_were_set_in() {
 
     let mut texts = HashMap::new();
     for app in [interop.remix(), interop.rust()] {
-        let mut jar = Jar::default();
+        let mut jar = CookieJar::default();
         app.set(&mut jar, "zeta", &json!(1)).await;
         app.set_json(&mut jar, "alpha", r#"{"y":1,"b":2}"#).await;
         let item = interop
-            .raw_item(&jar.value())
+            .raw_item(&session_value(&jar))
             .unwrap_or_else(|| panic!("no item under {}'s key", app.name));
         texts.insert(app.name, item.data);
     }

@@ -16,11 +16,8 @@
 //!   down both apps answer 503 (pages with `Retry-After`, `/healthz` saying
 //!   why), and both recover once it is back.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-
 use base64::Engine as _;
-use integration_tests::app::{Reply, cookie_pair, expires_cookie};
+use integration_tests::app::{CookieJar, Reply, percent_encode};
 use integration_tests::example_app::{ExampleApp, exchange};
 use integration_tests::memcached::Memcached;
 use session_core::CookieSigner;
@@ -65,20 +62,9 @@ fn request(method: &str, path: &str, cookie: Option<&[u8]>, form: Option<&str>) 
 
 /// `application/x-www-form-urlencoded` encoding of `fields`.
 fn form(fields: &[(&str, &str)]) -> String {
-    fn encode(text: &str) -> String {
-        let mut encoded = String::new();
-        for byte in text.bytes() {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                encoded.push(char::from(byte));
-            } else {
-                let _ = write!(encoded, "%{byte:02X}");
-            }
-        }
-        encoded
-    }
     fields
         .iter()
-        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -87,7 +73,7 @@ fn form(fields: &[(&str, &str)]) -> String {
 /// 127.0.0.1 (cookies do not depend on the port).
 #[derive(Clone, Debug, Default)]
 struct Client {
-    jar: BTreeMap<String, String>,
+    jar: CookieJar,
 }
 
 impl Client {
@@ -100,13 +86,7 @@ impl Client {
     }
 
     fn send(&mut self, app: &ExampleApp, method: &str, path: &str, form: Option<&str>) -> Reply {
-        let cookie = (!self.jar.is_empty()).then(|| {
-            self.jar
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
+        let cookie = self.jar.header();
         let reply = exchange(
             app.addr(),
             &request(method, path, cookie.as_deref().map(str::as_bytes), form),
@@ -119,27 +99,19 @@ impl Client {
             reply.body,
             app.log()
         );
-        for set_cookie in reply.set_cookies() {
-            if let Some((name, value)) = cookie_pair(&set_cookie) {
-                if expires_cookie(&set_cookie) {
-                    self.jar.remove(name);
-                } else {
-                    self.jar.insert(name.to_owned(), value.to_owned());
-                }
-            }
-        }
+        self.jar.update(&reply);
         reply
     }
 
     /// The session cookie's value, if held.
     fn session(&self) -> Option<String> {
-        self.jar.get(SESSION_COOKIE).cloned()
+        self.jar.get(SESSION_COOKIE).map(str::to_owned)
     }
 
     /// A client holding only the session cookie `value`.
     fn with_session(value: &str) -> Self {
         Self {
-            jar: BTreeMap::from([(SESSION_COOKIE.to_owned(), value.to_owned())]),
+            jar: CookieJar::holding(SESSION_COOKIE, value),
         }
     }
 }
