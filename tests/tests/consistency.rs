@@ -275,6 +275,91 @@ async fn two_sessions_never_block_each_other_under_locking() {
     assert_eq!(after.status, StatusCode::OK, "{}", after.body);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_goes_away_mid_request_does_not_leave_its_session_locked() {
+    let memcached = Memcached::start();
+    let gate = Gate::default();
+    // The lock would outlive the test if it were left to expire on its own.
+    let options = MemcacheSessionStorageOptions::default()
+        .locking(true)
+        .lock_wait(Duration::from_secs(2))
+        .lock_expire(Duration::from_secs(120));
+    let app = routes(gate.clone()).layer(SessionLayer::new(
+        app::storage(&memcached.addr(), options),
+        app::cookie(),
+    ));
+    let cookie = new_session(&app).await;
+    let server = app::Server::start(app.clone()).await;
+
+    let mut client = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut client,
+        app::request_text("POST", "/hold", Some(&cookie)).as_bytes(),
+    )
+    .await
+    .expect("send");
+    // The handler holds the session's lock; the client goes away; hyper drops the request.
+    gate.entered.notified().await;
+    drop(client);
+
+    let next = app::post(&app, "/insert/1", Some(&cookie)).await;
+    assert_eq!(
+        next.status,
+        StatusCode::OK,
+        "the session stayed locked: {}",
+        next.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_outlives_its_lock_does_not_release_the_next_holders_lock() {
+    let memcached = Memcached::start();
+    let gate = Gate::default();
+    let options = MemcacheSessionStorageOptions::default()
+        .locking(true)
+        .lock_wait(Duration::from_secs(6))
+        .lock_expire(Duration::from_secs(1));
+    let app = routes(gate.clone()).layer(SessionLayer::new(
+        app::storage(&memcached.addr(), options),
+        app::cookie(),
+    ));
+    let cookie = new_session(&app).await;
+
+    // A holds the lock past its expiry; B then takes it over and holds it in turn.
+    let first = {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tokio::spawn(async move { app::post(&app, "/hold", Some(&cookie)).await })
+    };
+    gate.entered.notified().await;
+    let second = {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tokio::spawn(async move { app::post(&app, "/hold", Some(&cookie)).await })
+    };
+    gate.entered.notified().await;
+    // A finishes now, while B holds the lock: A must not release B's lock.
+    gate.release.notify_one();
+    assert_eq!(first.await.expect("first").status, StatusCode::OK);
+
+    let strict = MemcacheSessionStorageOptions::default()
+        .locking(true)
+        .lock_wait(Duration::from_millis(300));
+    let probe = routes(Gate::default()).layer(SessionLayer::new(
+        app::storage(&memcached.addr(), strict),
+        app::cookie(),
+    ));
+    let third = app::post(&probe, "/insert/1", Some(&cookie)).await;
+    assert_eq!(
+        third.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a third request got in while B held the lock: {}",
+        third.body
+    );
+    gate.release.notify_one();
+    assert_eq!(second.await.expect("second").status, StatusCode::OK);
+}
+
 /// Reads the session every `period` until `total` has passed or it is gone; returns how
 /// long it stayed alive, and the renewed `Set-Cookie` headers seen.
 async fn read_until_gone(

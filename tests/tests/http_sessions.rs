@@ -198,8 +198,11 @@ async fn customised_session_cookie_shows_every_attribute() {
     let cookie = SessionCookie::new(["custom secret"])
         .expect("a secret")
         .name("sid")
+        .expect("a valid name")
         .path("/app")
+        .expect("a valid path")
         .domain("example.com")
+        .expect("a valid domain")
         .secure(true)
         .same_site(SameSite::Strict)
         .partitioned(true)
@@ -270,7 +273,10 @@ async fn http_only_can_be_turned_off_and_same_site_none_is_written() {
 #[tokio::test]
 async fn destroy_removes_the_stored_data_and_expires_the_cookie_keeping_name_path_domain() {
     let memcached = Memcached::start();
-    let cookie = app::cookie().path("/").domain("example.com");
+    let cookie = app::cookie()
+        .path("/")
+        .and_then(|cookie| cookie.domain("example.com"))
+        .expect("a valid path and domain");
     let router = app::app(app::default_storage(&memcached), cookie);
     let mut browser = browser_with_count(&router).await;
     let old_cookie = browser.session_cookie().expect("cookie").to_owned();

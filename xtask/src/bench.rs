@@ -10,8 +10,9 @@
 //!
 //! The numbers that matter are the ratios: both routers run on the same machine at the same
 //! time of day, with the same load generator, alternating. Absolute numbers on a shared
-//! two-core machine are noise. `BENCH_DURATION_SECS` (default 5) and `BENCH_CONNECTIONS`
-//! (default 32) change the length and the concurrency of each run.
+//! two-core machine are noise. `BENCH_DURATION_SECS` (default 5), `BENCH_CONNECTIONS`
+//! (default 32) and `BENCH_MEMCACHED_THREADS` (default 2) change the length and the
+//! concurrency of each run and memcached's `-t`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -33,9 +34,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Unrecorded seconds at the start of each run.
 const WARMUP_SECS: &str = "1";
-
-/// memcached worker threads: the machine has two cores.
-const MEMCACHED_THREADS: &str = "2";
 
 /// One scenario: a route, and the targets of the session router against the plain one.
 struct Scenario {
@@ -291,6 +289,7 @@ struct Settings {
     loadgen: PathBuf,
     duration: String,
     connections: String,
+    memcached_threads: String,
 }
 
 /// Runs the benchmark and writes the report.
@@ -306,13 +305,16 @@ pub(crate) fn run() -> Result {
         loadgen: release.join("loadgen"),
         duration: env_number("BENCH_DURATION_SECS", "5")?,
         connections: env_number("BENCH_CONNECTIONS", "32")?,
+        // The machine has two cores.
+        memcached_threads: env_number("BENCH_MEMCACHED_THREADS", "2")?,
     };
     let machine = machine_info();
     let started = Instant::now();
 
     let mut pairs = Vec::new();
     for transport in [Transport::Tcp, Transport::Unix] {
-        let (_memcached, memcached) = start_memcached(&work, transport)?;
+        let (_memcached, memcached) =
+            start_memcached(&work, transport, &settings.memcached_threads)?;
         let server = start_server(&release.join("bench-server"), &memcached.server())?;
         for scenario in &SCENARIOS {
             let session = measure(
@@ -334,9 +336,11 @@ pub(crate) fn run() -> Result {
     let elapsed = started.elapsed();
 
     let table = table(&pairs);
+    let cpu_table = cpu_table(&pairs);
     let checks = checks(&pairs);
     println!();
     println!("{table}");
+    println!("CPU time per request, machine-wide:\n\n{cpu_table}");
     for (passed, text) in &checks {
         println!("{} {text}", if *passed { "PASS" } else { "MISS" });
     }
@@ -352,7 +356,7 @@ pub(crate) fn run() -> Result {
     let chart = work.join("report.svg");
     write_file(
         &report,
-        &report_markdown(&table, &checks, &machine, &settings, &pairs),
+        &report_markdown(&[&table, &cpu_table], &checks, &machine, &settings, &pairs),
     )?;
     write_file(&chart, &svg_chart(&pairs))?;
     println!("report: {}", report.display());
@@ -375,10 +379,14 @@ fn write_file(path: &Path, contents: &str) -> Result {
         .map_err(|error| Failure::new(format!("cannot write {}: {error}", path.display())))
 }
 
-fn start_memcached(work: &Path, transport: Transport) -> Result<(Running, Memcached)> {
+fn start_memcached(
+    work: &Path,
+    transport: Transport,
+    threads: &str,
+) -> Result<(Running, Memcached)> {
     let mut command = Command::new("memcached");
     command
-        .args(["-U", "0", "-t", MEMCACHED_THREADS])
+        .args(["-U", "0", "-t", threads])
         .stdin(Stdio::null());
     if cmd::is_root() {
         command.args(["-u", "root"]);
@@ -628,7 +636,7 @@ fn table(pairs: &[Pair]) -> String {
         let memcached = session.memcached.unwrap_or_default();
         let _ = writeln!(
             table,
-            "| {} {} | {} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2} | {:.0} / {:.0} | {:.1} ({:.1}) / {:.1} ({:.1}) | {:.2} ({:.2}+{:.2}+{:.2}+{:.2}) | {:.1} | {:.1} / {:.1} (+{:.1} / +{:.1}) |",
+            "| {} {} | {} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2} | {:.0} / {:.0} | {:.1} ({:.1}) / {:.1} ({:.1}) | {:.2} ({:.2}+{:.2}+{:.2}+{:.2}) | {:.1} | {:.1} / {:.1} ({:+.1} / {:+.1}) |",
             pair.scenario.method,
             pair.scenario.path,
             pair.transport.name(),
@@ -656,6 +664,44 @@ fn table(pairs: &[Pair]) -> String {
             mib(plain.peak_kib),
             mib(session.peak_kib - session.start_rss_kib),
             mib(plain.peak_kib - plain.start_rss_kib),
+        );
+    }
+    table
+}
+
+/// Where the CPU time of a request goes, machine-wide: the server's router threads (user
+/// and kernel), memcached, and the load generator. On a saturated two-core machine the
+/// throughput ratio follows the ratio of these totals.
+fn cpu_table(pairs: &[Pair]) -> String {
+    let mut table = String::from(
+        "| scenario | transport | server user µs s / p | server kernel µs s / p | memcached µs s \
+         | loadgen µs s / p | machine total µs s / p | plain / session total |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for pair in pairs {
+        let (session, plain) = (&pair.session, &pair.plain);
+        let memcached =
+            session.per_request(session.memcached.unwrap_or_default().cpu_seconds * 1e6);
+        let total = |run: &Run, memcached: f64| {
+            run.cpu_us_per_request + run.loadgen_cpu_us_per_request + memcached
+        };
+        let (session_total, plain_total) = (total(session, memcached), total(plain, 0.0));
+        let _ = writeln!(
+            table,
+            "| {} {} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
+            pair.scenario.method,
+            pair.scenario.path,
+            pair.transport.name(),
+            session.cpu_us_per_request - session.system_us_per_request,
+            plain.cpu_us_per_request - plain.system_us_per_request,
+            session.system_us_per_request,
+            plain.system_us_per_request,
+            memcached,
+            session.loadgen_cpu_us_per_request,
+            plain.loadgen_cpu_us_per_request,
+            session_total,
+            plain_total,
+            plain_total / session_total,
         );
     }
     table
@@ -754,7 +800,7 @@ fn load_average() -> String {
 }
 
 fn report_markdown(
-    table: &str,
+    tables: &[&str; 2],
     checks: &[(bool, String)],
     machine: &[(&str, String)],
     settings: &Settings,
@@ -766,10 +812,17 @@ fn report_markdown(
         "Written by `cargo xtask bench`. Each row: `loadgen` with {} keep-alive connections \
          (one session each), {WARMUP_SECS} s warm-up and {} s recorded, against the session \
          router, then the same route of the plain router, one after the other, in the same \
-         process run.\n",
-        settings.connections, settings.duration
+         process run. memcached runs with `-t {}`.\n",
+        settings.connections, settings.duration, settings.memcached_threads
     );
-    report.push_str(table);
+    report.push_str(tables[0]);
+    report.push_str(
+        "\n## Where the CPU goes\n\nCPU time per request, machine-wide: the server's router \
+         threads (user space, kernel), memcached (`rusage_user + rusage_system`), the load \
+         generator. The machine is saturated in every run, so the throughput ratio follows \
+         the last column (plain total / session total), give or take the noise.\n\n",
+    );
+    report.push_str(tables[1]);
     report.push_str("\n## Targets\n\n");
     for (passed, text) in checks {
         let _ = writeln!(
@@ -944,13 +997,14 @@ fn svg_panel(svg: &mut String, pairs: &[Pair], y0: f64, title: &str, value: Metr
 const SESSION_COLOUR: &str = "#d9534f";
 const PLAIN_COLOUR: &str = "#5b8def";
 
-/// The smallest of 1, 2 or 5 times a power of ten that is at least `value`.
+/// The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) that is
+/// at least `value`: the top of a chart's scale.
 fn nice_ceiling(value: f64) -> f64 {
     if value <= 0.0 || !value.is_finite() {
         return 1.0;
     }
     let magnitude = 10_f64.powf(value.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
+    [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .into_iter()
         .map(|step| step * magnitude)
         .find(|&candidate| candidate >= value)
@@ -978,9 +1032,10 @@ mod tests {
     }
 
     #[test]
-    fn rounds_chart_scales_up_to_one_two_or_five() {
-        assert!((nice_ceiling(3_400.0) - 5_000.0).abs() < 1e-9);
-        assert!((nice_ceiling(12_000.0) - 20_000.0).abs() < 1e-9);
+    fn rounds_chart_scales_up_to_a_round_number() {
+        assert!((nice_ceiling(3_400.0) - 4_000.0).abs() < 1e-9);
+        assert!((nice_ceiling(124_522.0) - 150_000.0).abs() < 1e-9);
+        assert!((nice_ceiling(8_100.0) - 10_000.0).abs() < 1e-9);
         assert!((nice_ceiling(100.0) - 100.0).abs() < 1e-9);
     }
 }

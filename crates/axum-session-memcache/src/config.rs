@@ -187,6 +187,10 @@ impl MemcacheSessionStorage {
         }
         Self::new(&server, options).map_err(|error| match error {
             Error::InvalidServer { .. } => from_variable("MEMCACHE_SERVER", &server, &error),
+            Error::InvalidOption(ref message) if message.contains("key_prefix") => {
+                let prefix = vars.get("SESSION_KEY_PREFIX").unwrap_or_default();
+                from_variable("SESSION_KEY_PREFIX", &prefix, &error)
+            }
             other => other,
         })
     }
@@ -227,7 +231,7 @@ impl SessionCookie {
         let vars = Vars(lookup);
         let secrets_expected = "comma-separated secrets, the first of which signs";
         let secrets = vars.required("SESSION_SECRETS", secrets_expected)?;
-        let secrets: Vec<&str> = secrets.split(',').collect();
+        let secrets: Vec<&str> = secrets.split(',').map(str::trim).collect();
         if secrets.iter().any(|secret| secret.is_empty()) {
             return Err(Error::Config {
                 name: "SESSION_SECRETS",
@@ -245,17 +249,13 @@ impl SessionCookie {
         }
         let mut cookie = Self::new(&secrets)?;
         if let Some(name) = vars.get("SESSION_COOKIE_NAME") {
-            let token = name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
-            if !token {
-                return Err(malformed(
+            cookie = cookie.name(name.clone()).map_err(|_| {
+                malformed(
                     "SESSION_COOKIE_NAME",
                     &name,
                     "a cookie name: visible ASCII without separators such as = ; , or spaces",
-                ));
-            }
-            cookie = cookie.name(name);
+                )
+            })?;
         }
         if let Some(secure) = vars.boolean("SESSION_COOKIE_SECURE")? {
             cookie = cookie.secure(secure);
@@ -276,17 +276,18 @@ impl SessionCookie {
             cookie = cookie.same_site(parsed);
         }
         if let Some(domain) = vars.get("SESSION_COOKIE_DOMAIN") {
-            cookie = cookie.domain(domain);
+            cookie = cookie
+                .domain(domain.clone())
+                .map_err(|_| malformed("SESSION_COOKIE_DOMAIN", &domain, "a host name"))?;
         }
         if let Some(path) = vars.get("SESSION_COOKIE_PATH") {
-            if !path.starts_with('/') {
-                return Err(malformed(
+            cookie = cookie.path(path.clone()).map_err(|_| {
+                malformed(
                     "SESSION_COOKIE_PATH",
                     &path,
-                    "a path starting with /",
-                ));
-            }
-            cookie = cookie.path(path);
+                    "a path starting with / without ; or control characters",
+                )
+            })?;
         }
         if let Some(http_only) = vars.boolean("SESSION_COOKIE_HTTP_ONLY")? {
             cookie = cookie.http_only(http_only);
@@ -428,6 +429,7 @@ mod tests {
             ("SESSION_COOKIE_SAME_SITE", "loose", "lax, strict or none"),
             ("SESSION_COOKIE_NAME", "a=b", "cookie name"),
             ("SESSION_COOKIE_PATH", "app", "starting with /"),
+            ("SESSION_COOKIE_DOMAIN", "a;b", "host name"),
             ("SESSION_COOKIE_MAX_AGE", "-5", "whole number of seconds"),
             ("SESSION_COOKIE_HTTP_ONLY", "2", "true or false"),
         ] {

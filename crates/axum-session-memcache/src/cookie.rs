@@ -77,24 +77,58 @@ impl SessionCookie {
     }
 
     /// The cookie's name (default `__session`, Remix's).
-    #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] unless the name is a cookie name: visible ASCII without
+    /// separators such as `=`, `;`, `,` or spaces.
+    pub fn name(mut self, name: impl Into<String>) -> Result<Self, Error> {
+        let name = name.into();
+        let is_token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !is_token {
+            return Err(Error::InvalidOption(format!(
+                "cookie name {name:?} is not valid: use visible ASCII without separators such as = ; , or spaces"
+            )));
+        }
+        self.name = name;
+        Ok(self)
     }
 
     /// The `Path` attribute (default `/`).
-    #[must_use]
-    pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] unless the path starts with `/` and holds no `;` nor
+    /// control character.
+    pub fn path(mut self, path: impl Into<String>) -> Result<Self, Error> {
+        let path = path.into();
+        if !path.starts_with('/') || !is_attribute_value(&path) {
+            return Err(Error::InvalidOption(format!(
+                "cookie path {path:?} is not valid: it must start with / and hold no ; nor control character"
+            )));
+        }
+        self.path = path;
+        Ok(self)
     }
 
     /// The `Domain` attribute (default: none, the cookie goes to this host only).
-    #[must_use]
-    pub fn domain(mut self, domain: impl Into<String>) -> Self {
-        self.domain = Some(domain.into());
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] when the domain is empty or holds a `;`, a space or a
+    /// control character.
+    pub fn domain(mut self, domain: impl Into<String>) -> Result<Self, Error> {
+        let domain = domain.into();
+        if domain.is_empty() || domain.contains(' ') || !is_attribute_value(&domain) {
+            return Err(Error::InvalidOption(format!(
+                "cookie domain {domain:?} is not valid: it must be a host name"
+            )));
+        }
+        self.domain = Some(domain);
+        Ok(self)
     }
 
     /// The `Secure` attribute (default off; turn it on behind HTTPS).
@@ -188,6 +222,11 @@ impl SessionCookie {
     }
 }
 
+/// Whether `value` can stand in a `Set-Cookie` attribute: no `;`, no control character.
+fn is_attribute_value(value: &str) -> bool {
+    value.bytes().all(|b| b != b';' && !b.is_ascii_control()) && value.is_ascii()
+}
+
 #[cfg(test)]
 mod tests {
     use http::HeaderMap;
@@ -218,8 +257,11 @@ mod tests {
     fn every_attribute_is_written() {
         let header = cookie()
             .name("sid")
+            .unwrap()
             .path("/app")
+            .unwrap()
             .domain("example.com")
+            .unwrap()
             .secure(true)
             .http_only(false)
             .same_site(SameSite::Strict)
@@ -242,7 +284,7 @@ mod tests {
 
     #[test]
     fn clear_cookie_expires_it_with_the_same_name_path_and_domain() {
-        let header = cookie().domain("example.com").clear_cookie();
+        let header = cookie().domain("example.com").unwrap().clear_cookie();
         assert!(header.starts_with("__session=;"), "{header}");
         for part in [
             "Max-Age=0",
@@ -252,6 +294,20 @@ mod tests {
         ] {
             assert!(header.contains(part), "{part} missing from {header}");
         }
+    }
+
+    #[test]
+    fn names_paths_and_domains_that_would_break_the_header_are_refused() {
+        for name in ["", "a=b", "a b", "a;b", "é"] {
+            assert!(cookie().name(name).is_err(), "{name:?}");
+        }
+        for path in ["app", "/a;b", "/a\nb", "/é"] {
+            assert!(cookie().path(path).is_err(), "{path:?}");
+        }
+        for domain in ["", "a b", "a;b", "a\rb"] {
+            assert!(cookie().domain(domain).is_err(), "{domain:?}");
+        }
+        assert!(cookie().name("sid").and_then(|c| c.path("/app")).is_ok());
     }
 
     #[test]

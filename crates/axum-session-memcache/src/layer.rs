@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum_core::body::Body;
@@ -20,8 +21,9 @@ use crate::error::BoxError;
 use crate::extract::Session;
 use crate::rejection::SessionUnavailable;
 
-/// Adds sessions to a router: verifies the session cookie of each request, lets handlers
-/// extract [`Session`], and after the handler saves what changed and sets the cookie.
+/// Adds sessions to a router: lets handlers extract [`Session`] (the session cookie is then
+/// verified and the session loaded), and after the handler saves what changed and sets the
+/// cookie.
 ///
 /// - A session no handler extracted is never loaded, and nothing is written.
 /// - A changed session is saved and a `Set-Cookie` appended; an unchanged one writes
@@ -129,6 +131,7 @@ where
             inner: Arc::new(RequestState {
                 shared: Arc::clone(&self.shared),
                 loaded: OnceCell::new(),
+                finished: AtomicBool::new(false),
             }),
         };
         // Nothing else happens before the handler: the cookie is verified and the session
@@ -150,6 +153,32 @@ pub(crate) struct RequestSession {
 struct RequestState {
     shared: Arc<Shared>,
     loaded: OnceCell<Loaded>,
+    /// Whether `finish` took charge of the loaded session.
+    finished: AtomicBool,
+}
+
+impl Drop for RequestState {
+    /// A request dropped between loading its session and finishing (the client went away,
+    /// or the handler panicked) still releases what the storage holds for the session,
+    /// such as a lock.
+    fn drop(&mut self) {
+        if self.finished.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(loaded) = self.loaded.get() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let session = loaded.session.take();
+        let shared = Arc::clone(&self.shared);
+        runtime.spawn(async move {
+            if let Err(error) = shared.storage.release_boxed(&session).await {
+                tracing::warn!(error = %Chain(&*error), "could not release an abandoned session");
+            }
+        });
+    }
 }
 
 /// A session loaded for this request, and what its cookie said.
@@ -195,23 +224,37 @@ impl RequestSession {
         let Some(loaded) = self.inner.loaded.get() else {
             return response;
         };
-        let shared = &self.inner.shared;
+        self.inner.finished.store(true, Ordering::Release);
         // A cookie naming a session that no longer exists is not worth re-signing.
         let reissue = loaded.signed_with_old_secret && loaded.session.is_loaded();
         let session = loaded.session.take();
-        if response.status().is_server_error() {
-            if let Err(error) = shared.storage.release_boxed(&session).await {
-                tracing::warn!(error = %Chain(&*error), "could not release the session");
+        let failed = response.status().is_server_error();
+        let shared = Arc::clone(&self.inner.shared);
+        // The save runs in a task of its own: a client that goes away cannot interrupt it
+        // half-way (a new id written but the old one not deleted, a lock left held).
+        let saving = tokio::spawn(async move {
+            if failed {
+                if let Err(error) = shared.storage.release_boxed(&session).await {
+                    tracing::warn!(error = %Chain(&*error), "could not release the session");
+                }
+                None
+            } else {
+                Some(shared.storage.save_boxed(&session).await)
             }
-            return response;
-        }
-        let update = match shared.storage.save_boxed(&session).await {
-            Ok(update) => update,
-            Err(error) => {
+        });
+        let update = match saving.await {
+            Ok(None) => return response,
+            Ok(Some(Ok(update))) => update,
+            Ok(Some(Err(error))) => {
                 tracing::error!(error = %Chain(&*error), "could not save the session");
                 return SessionUnavailable::save_failed_response();
             }
+            Err(error) => {
+                tracing::error!(%error, "the session save task failed");
+                return SessionUnavailable::save_failed_response();
+            }
         };
+        let shared = &self.inner.shared;
         let header = match update {
             CookieUpdate::Set(value) => Some(shared.cookie.set_cookie(&value)),
             CookieUpdate::Clear => Some(shared.cookie.clear_cookie()),

@@ -8,6 +8,8 @@ use crate::Error;
 const MAX_KEY_LENGTH: usize = 250;
 /// Length of the hex SHA-256 that follows the prefix in every key.
 const HASH_LENGTH: usize = 64;
+/// Longest expiry memcached takes as relative seconds.
+const MAX_RELATIVE_EXPIRY: u64 = 60 * 60 * 24 * 30;
 /// Appended to a session's key to name its lock.
 pub(crate) const LOCK_SUFFIX: &str = ":lock";
 
@@ -156,7 +158,7 @@ impl MemcacheSessionStorageOptions {
     }
 
     /// With locking, when a lock expires on its own, so that a crashed holder cannot block
-    /// a session forever (default 30 s; whole seconds, at least 1).
+    /// a session forever (default 30 s; whole seconds, from 1 s to 30 days).
     #[must_use]
     pub fn lock_expire(mut self, lock_expire: Duration) -> Self {
         self.lock_expire = lock_expire;
@@ -255,9 +257,9 @@ impl MemcacheSessionStorageOptions {
                 MAX_KEY_LENGTH - HASH_LENGTH - LOCK_SUFFIX.len()
             )));
         }
-        if self.locking && self.lock_expire.as_secs() == 0 {
+        if self.locking && !(1..=MAX_RELATIVE_EXPIRY).contains(&self.lock_expire.as_secs()) {
             return Err(Error::InvalidOption(
-                "memcache lock_expire must be at least 1 second".to_owned(),
+                "memcache lock_expire must be from 1 second to 30 days".to_owned(),
             ));
         }
         if self.max_item_size < 1024 {

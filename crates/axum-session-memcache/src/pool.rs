@@ -27,6 +27,12 @@ pub(crate) enum Command<'a> {
     },
     /// Delete a key, only if its CAS value still is `cas` when given.
     Delete { key: &'a str, cas: Option<u64> },
+    /// Add a lock item holding `token`, answering the item's CAS value.
+    Lock {
+        key: &'a str,
+        token: &'a [u8],
+        expiry: u64,
+    },
     /// Ask for the server's version: a health check.
     Version,
 }
@@ -58,6 +64,8 @@ pub(crate) enum Reply {
     Item(Option<Item>),
     /// The write or delete was applied.
     Done,
+    /// The lock was taken; its item has this CAS value.
+    Locked { cas: u64 },
     /// `Add` found the key already there.
     NotStored,
     /// The CAS value did not match: another client wrote the item.
@@ -354,11 +362,28 @@ async fn send(client: &mut Client, command: Command<'_>) -> Result<Reply, async_
             client.meta_set(key, value, true, None, Some(&flags)).await
         }
         Command::Delete { key, cas } => {
-            // Quiet mode: memcached reports nothing for a deleted or missing key, only errors
-            // and a CAS mismatch.
+            // Quiet mode: memcached leaves out the answer for a deleted key; a missing key
+            // (`NF`), a CAS mismatch (`EX`) and errors still come back.
             let cas = cas.map(|cas| format!("C{cas}"));
             let flags: Vec<&str> = cas.iter().map(String::as_str).collect();
             client.meta_delete(key, true, None, Some(&flags)).await
+        }
+        Command::Lock { key, token, expiry } => {
+            let ttl = format!("T{expiry}");
+            let flags = ["ME", ttl.as_str(), "c"];
+            let stored = client.meta_set(key, token, false, None, Some(&flags)).await;
+            // With a return flag, memcached answers `NS c0` when the key exists: the
+            // client hands that back as an item whose status says it was not stored.
+            return match stored {
+                Ok(Some(item)) if item.status == Some(Status::NotStored) => Ok(Reply::NotStored),
+                Ok(Some(item)) => item
+                    .cas
+                    .map(|cas| Reply::Locked { cas })
+                    .ok_or_else(no_cas_error),
+                Ok(None) => Err(no_cas_error()),
+                Err(async_memcached::Error::Protocol(Status::NotStored)) => Ok(Reply::NotStored),
+                Err(error) => Err(error),
+            };
         }
         Command::Version => client.version().await.map(|_| None),
     };
@@ -369,6 +394,13 @@ async fn send(client: &mut Client, command: Command<'_>) -> Result<Reply, async_
         Err(async_memcached::Error::Protocol(Status::NotFound)) => Ok(Reply::NotFound),
         Err(error) => Err(error),
     }
+}
+
+fn no_cas_error() -> async_memcached::Error {
+    async_memcached::Error::Protocol(Status::Error(async_memcached::ErrorKind::Protocol(Some(
+        "memcached did not return the lock's CAS value (meta flag c needs memcached 1.6.10 or later)"
+            .to_owned(),
+    ))))
 }
 
 /// Whether the error means the connection itself failed (as opposed to memcached refusing

@@ -99,11 +99,13 @@ impl fmt::Display for SessionRejection {
     }
 }
 
+/// The rejection is its variant: `source` is the variant's own cause, so that a chain of
+/// causes does not print the same message twice.
 impl std::error::Error for SessionRejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::MissingLayer(inner) => Some(inner),
-            Self::Unavailable(inner) => Some(inner),
+            Self::MissingLayer(inner) => inner.source(),
+            Self::Unavailable(inner) => inner.source(),
         }
     }
 }

@@ -24,8 +24,9 @@ const MAX_SAVE_TRIES: u32 = 10;
 /// Longest pause before trying a conflicting save again; each pause is drawn at random
 /// below a bound that doubles from 1 ms, so that contenders spread out.
 const CONFLICT_PAUSE_MAX: Duration = Duration::from_millis(32);
-/// First and longest pause between two attempts to take a lock.
+/// First pause between two attempts to take a lock.
 const LOCK_POLL_FIRST: Duration = Duration::from_millis(2);
+/// Longest pause between two attempts to take a lock.
 const LOCK_POLL_MAX: Duration = Duration::from_millis(50);
 
 /// Bytes memcached adds to key and value when it stores an item (item header, CAS, suffix);
@@ -211,18 +212,37 @@ impl MemcacheSessionStorage {
         key
     }
 
-    /// Takes the session's lock, waiting at most `lock_wait`.
-    async fn lock(&self, id: &SessionId) -> Result<(), Error> {
+    /// Takes the session's lock, waiting at most `lock_wait`; returns the lock item's CAS
+    /// value, which releasing it requires.
+    async fn lock(&self, id: &SessionId) -> Result<u64, Error> {
         let key = self.lock_key(id);
-        let expire = self.options().get_lock_expire().as_secs();
+        // A token of our own, so that after an ambiguous failure (the add may have been
+        // applied though its answer was lost) the lock can be recognised as ours.
+        let token = format!("{:016x}", rand::random::<u64>());
+        let expiry = self.options().get_lock_expire().as_secs();
         let wait = self.options().get_lock_wait();
         let start = Instant::now();
         let mut pause = LOCK_POLL_FIRST;
         loop {
-            match self.set(&key, b"1", SetMode::Add, Some(expire)).await? {
-                Reply::Done => return Ok(()),
+            let command = Command::Lock {
+                key: &key,
+                token: token.as_bytes(),
+                expiry,
+            };
+            match self.inner.pool.execute(command).await? {
+                Reply::Locked { cas } => return Ok(cas),
                 Reply::NotStored => {}
                 _ => return Err(self.unexpected("stored or not stored")),
+            }
+            let holder = Command::Get {
+                key: &key,
+                touch: None,
+            };
+            if let Reply::Item(Some(item)) = self.inner.pool.execute(holder).await?
+                && item.data == token.as_bytes()
+                && let Some(cas) = item.cas
+            {
+                return Ok(cas);
             }
             let waited = start.elapsed();
             let Some(left) = wait.checked_sub(waited).filter(|left| !left.is_zero()) else {
@@ -233,23 +253,36 @@ impl MemcacheSessionStorage {
         }
     }
 
-    /// Lets go of the session's lock; a failure is logged (the lock expires on its own).
-    async fn unlock(&self, id: &SessionId) {
+    /// Lets go of the session's lock, only if it still is the one taken with `cas`; a
+    /// failure is logged (the lock expires on its own).
+    async fn unlock(&self, id: &SessionId, cas: u64) {
         let key = self.lock_key(id);
-        if let Err(error) = self
+        let deleted = self
             .inner
             .pool
             .execute(Command::Delete {
                 key: &key,
-                cas: None,
+                cas: Some(cas),
             })
-            .await
-        {
-            tracing::warn!(
+            .await;
+        match deleted {
+            Ok(Reply::Done | Reply::NotFound) => {}
+            Ok(_) => tracing::warn!(
+                session = id.redacted(),
+                "the session lock expired while held (the request took longer than lock_expire) and another request has it now"
+            ),
+            Err(error) => tracing::warn!(
                 session = id.redacted(),
                 error = %Chain(&error),
                 "could not release the session lock; it expires on its own"
-            );
+            ),
+        }
+    }
+
+    /// Releases the lock a session holds, if any.
+    async fn release_lock(&self, session: &Session) {
+        if let Some(cas) = session.lock_token() {
+            self.unlock(session.original_id(), cas).await;
         }
     }
 
@@ -273,22 +306,23 @@ impl MemcacheSessionStorage {
         ttl.saturating_sub(remaining) >= interval
     }
 
-    async fn read_session(&self, cookie_value: Option<&str>) -> Result<Session, Error> {
-        let Some(id) = cookie_value.and_then(SessionId::parse) else {
+    async fn read_session(&self, id: Option<SessionId>) -> Result<Session, Error> {
+        let Some(id) = id else {
             return Ok(Session::new());
         };
-        let locking = self.options().get_locking();
-        if locking {
-            self.lock(&id).await?;
-        }
+        let lock = if self.options().get_locking() {
+            Some(self.lock(&id).await?)
+        } else {
+            None
+        };
         let stored = match self
             .fetch(&id, self.options().get_sliding_expiration())
             .await
         {
             Ok(stored) => stored,
             Err(error) => {
-                if locking {
-                    self.unlock(&id).await;
+                if let Some(cas) = lock {
+                    self.unlock(&id, cas).await;
                 }
                 return Err(error);
             }
@@ -303,13 +337,16 @@ impl MemcacheSessionStorage {
             if let Some(cas) = cas {
                 session.set_version(cas);
             }
+            if let Some(lock) = lock {
+                session.set_lock_token(lock);
+            }
             if self.cookie_due(ttl_remaining) {
                 session.renew_cookie();
             }
             return Ok(session);
         }
-        if locking {
-            self.unlock(&id).await;
+        if let Some(cas) = lock {
+            self.unlock(&id, cas).await;
         }
         Ok(match stored {
             Stored::Missing if self.options().get_use_unknown_ids() => Session::with_id(id),
@@ -319,23 +356,15 @@ impl MemcacheSessionStorage {
 
     async fn save_session(&self, session: &Session) -> Result<CookieUpdate, Error> {
         let result = self.save_unlocked(session).await;
-        if self.holds_lock(session) {
-            self.unlock(session.original_id()).await;
-        }
+        self.release_lock(session).await;
         result
-    }
-
-    fn holds_lock(&self, session: &Session) -> bool {
-        self.options().get_locking() && session.is_loaded()
     }
 
     async fn save_unlocked(&self, session: &Session) -> Result<CookieUpdate, Error> {
         if session.is_destroyed() {
             self.bury(session.id()).await?;
-            if session.is_loaded() && session.original_id() != session.id() {
-                self.bury(session.original_id()).await?;
-            } else if let Some(old) = session.delete_id() {
-                self.delete(old, None).await?;
+            if let Some(old) = session.delete_id() {
+                self.bury(old).await?;
             }
             return Ok(CookieUpdate::Clear);
         }
@@ -368,7 +397,9 @@ impl MemcacheSessionStorage {
                 Reply::Done => return Ok(CookieUpdate::Set(id.as_str().to_owned())),
                 Reply::NotFound => true,
                 Reply::Exists | Reply::NotStored => false,
-                Reply::Item(_) => return Err(self.unexpected("a write status")),
+                Reply::Item(_) | Reply::Locked { .. } => {
+                    return Err(self.unexpected("a write status"));
+                }
             };
             let current = if missing {
                 Stored::Missing
@@ -472,11 +503,12 @@ impl SessionStorage for MemcacheSessionStorage {
     type Error = Error;
 
     async fn read(&self, cookie_value: Option<&str>) -> Result<Session, Error> {
+        let id = cookie_value.and_then(SessionId::parse);
         let span = tracing::debug_span!(
             "session.load",
-            session = cookie_value.map(|value| value.get(..6).unwrap_or(value))
+            session = id.as_ref().map(SessionId::redacted)
         );
-        self.read_session(cookie_value).instrument(span).await
+        self.read_session(id).instrument(span).await
     }
 
     async fn save(&self, session: &Session) -> Result<CookieUpdate, Error> {
@@ -490,9 +522,7 @@ impl SessionStorage for MemcacheSessionStorage {
     }
 
     async fn release(&self, session: &Session) -> Result<(), Error> {
-        if self.holds_lock(session) {
-            self.unlock(session.original_id()).await;
-        }
+        self.release_lock(session).await;
         Ok(())
     }
 }

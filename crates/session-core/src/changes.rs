@@ -39,7 +39,7 @@ impl<'a> Changes<'a> {
         Self { session }
     }
 
-    /// The keys inserted or removed by this request, in order.
+    /// The keys inserted or removed by this request, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
         self.session.touched_keys().iter().map(String::as_str)
     }

@@ -46,8 +46,9 @@ pub struct CookieSigner {
     keys: Vec<HmacSha256>,
 }
 
-/// A cookie value whose signature checked out.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A cookie value whose signature checked out. `Debug` shows only a short prefix of the
+/// value.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Verified {
     value: String,
     signed_with_old_secret: bool,
@@ -68,6 +69,15 @@ impl Verified {
     /// signed with the first secret, to complete a rotation.
     pub fn signed_with_old_secret(&self) -> bool {
         self.signed_with_old_secret
+    }
+}
+
+impl fmt::Debug for Verified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("value", &crate::id::Redacted(&self.value))
+            .field("signed_with_old_secret", &self.signed_with_old_secret)
+            .finish()
     }
 }
 

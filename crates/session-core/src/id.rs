@@ -71,12 +71,25 @@ impl fmt::Debug for SessionId {
 impl SessionId {
     /// The first few characters of the id: enough to correlate log lines, too few to use.
     pub fn redacted(&self) -> &str {
-        let end = self
-            .0
-            .char_indices()
-            .nth(6)
-            .map_or(self.0.len(), |(index, _)| index);
-        &self.0[..end]
+        redact(&self.0)
+    }
+}
+
+/// The first six characters of a secret-bearing string.
+pub(crate) fn redact(value: &str) -> &str {
+    let end = value
+        .char_indices()
+        .nth(6)
+        .map_or(value.len(), |(index, _)| index);
+    &value[..end]
+}
+
+/// Shows a secret-bearing string as its first six characters and an ellipsis.
+pub(crate) struct Redacted<'a>(pub(crate) &'a str);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}…\"", redact(self.0))
     }
 }
 
@@ -104,6 +117,18 @@ mod tests {
         assert!(SessionId::parse(&"a".repeat(SessionId::MAX_LEN)).is_some());
         assert!(SessionId::parse(&"a".repeat(SessionId::MAX_LEN + 1)).is_none());
         assert!(SessionId::parse("").is_none());
+    }
+
+    #[test]
+    fn debug_of_verified_values_and_cookie_updates_shows_only_a_prefix() {
+        let signer = crate::CookieSigner::new(["s"]).unwrap();
+        let verified = signer.verify(&signer.sign("abcdefghijklmnop")).unwrap();
+        let debug = format!(
+            "{verified:?} {:?}",
+            crate::CookieUpdate::Set("abcdefghijklmnop".into())
+        );
+        assert!(!debug.contains("abcdefg"), "{debug}");
+        assert!(debug.contains("abcdef…"), "{debug}");
     }
 
     #[test]

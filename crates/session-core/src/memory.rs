@@ -141,9 +141,12 @@ impl MemoryStorage {
             .get(session.original_id())
             .filter(|record| record.is_live(now));
         let data = match (session.version(), stored) {
-            (None, _) => session.data(),
+            (None, None) => session.data(),
             (Some(version), Some(record)) if record.version == version => session.data(),
-            (Some(_), Some(record)) => session.changes().rebase(record.data.clone()),
+            // Written by another request since this one loaded it (or, for a reused unknown
+            // id, since this one found nothing): re-apply this request's changes on top.
+            (_, Some(record)) => session.changes().rebase(record.data.clone()),
+            // Destroyed or expired meanwhile: not brought back.
             (Some(_), None) => return CookieUpdate::Unchanged,
         };
         records.last_version += 1;

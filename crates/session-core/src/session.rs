@@ -54,6 +54,7 @@ pub struct Session {
     touched: BTreeSet<String>,
     loaded: bool,
     version: Option<u64>,
+    lock_token: Option<u64>,
     renew_cookie: bool,
     dirty: bool,
     destroyed: bool,
@@ -88,6 +89,7 @@ impl Session {
             touched: BTreeSet::new(),
             loaded,
             version: None,
+            lock_token: None,
             renew_cookie: false,
             dirty,
             destroyed: false,
@@ -125,6 +127,17 @@ impl Session {
     /// Records the version of the stored data this session was loaded from.
     pub fn set_version(&mut self, version: u64) {
         self.version = Some(version);
+    }
+
+    /// Records that the storage locked this session for the request, with a token it needs
+    /// to let go of the lock (memcached's CAS value of the lock item, for instance).
+    pub fn set_lock_token(&mut self, token: u64) {
+        self.lock_token = Some(token);
+    }
+
+    /// The token of the lock the storage holds on this session, if any.
+    pub fn lock_token(&self) -> Option<u64> {
+        self.lock_token
     }
 
     /// Asks for the cookie to be sent again on save even if nothing changed (a storage with

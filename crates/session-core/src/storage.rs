@@ -81,8 +81,9 @@ pub trait SessionStorage: Send + Sync + 'static {
     }
 }
 
-/// What a saved session means for the response's cookie.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a saved session means for the response's cookie. `Debug` shows only a short prefix
+/// of a cookie value.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CookieUpdate {
     /// Send the cookie with this value (to be signed).
@@ -91,4 +92,17 @@ pub enum CookieUpdate {
     Clear,
     /// Send no cookie: nothing changed.
     Unchanged,
+}
+
+impl std::fmt::Debug for CookieUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Set(value) => f
+                .debug_tuple("Set")
+                .field(&crate::id::Redacted(value))
+                .finish(),
+            Self::Clear => f.write_str("Clear"),
+            Self::Unchanged => f.write_str("Unchanged"),
+        }
+    }
 }
