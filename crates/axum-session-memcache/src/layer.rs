@@ -229,10 +229,10 @@ impl RequestSession {
         let reissue = loaded.signed_with_old_secret && loaded.session.is_loaded();
         let session = loaded.session.take();
         let failed = response.status().is_server_error();
+        let needs_storage =
+            session.is_dirty() || session.is_destroyed() || session.lock_token().is_some();
         let shared = Arc::clone(&self.inner.shared);
-        // The save runs in a task of its own: a client that goes away cannot interrupt it
-        // half-way (a new id written but the old one not deleted, a lock left held).
-        let saving = tokio::spawn(async move {
+        let work = async move {
             if failed {
                 if let Err(error) = shared.storage.release_boxed(&session).await {
                     tracing::warn!(error = %Chain(&*error), "could not release the session");
@@ -241,8 +241,16 @@ impl RequestSession {
             } else {
                 Some(shared.storage.save_boxed(&session).await)
             }
-        });
-        let update = match saving.await {
+        };
+        // A save with something to write, or a lock to let go of, runs in a task of its
+        // own: a client that goes away cannot interrupt it half-way (a new id written but
+        // the old one not deleted, a lock left held). Anything else is done in place.
+        let saving = if needs_storage {
+            tokio::spawn(work).await
+        } else {
+            Ok(work.await)
+        };
+        let update = match saving {
             Ok(None) => return response,
             Ok(Some(Ok(update))) => update,
             Ok(Some(Err(error))) => {
