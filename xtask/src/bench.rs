@@ -1,12 +1,15 @@
 //! `cargo xtask bench`: the session stack against plain axum, measured in the same run.
 //!
 //! Builds the `bench` package in release mode, starts memcached (over TCP on loopback, then
-//! over a Unix socket) and `bench-server` (both routers in one process, each on its own
-//! runtime), and for each scenario runs `loadgen` against the session router, then against
-//! the plain router's same route, for the same time. Around each run it reads the server's
+//! over a Unix socket) and `bench-server` (three routers in one process, each on its own
+//! runtime: the session stack with default options, the same in strict mode with
+//! `.locking(true)`, and plain axum), and for each scenario runs `loadgen` against the
+//! session router, then against the locked router (for the routes that extract the
+//! session), then against the plain router's same route, for the same time. Around each run it reads the server's
 //! `/__stats` (CPU time of that router's threads, peak RSS) and memcached's `stats` (commands
-//! sent), so that costs come out per request. Prints a table and the targets met or missed,
-//! and writes `target/bench/report.md` and `target/bench/report.svg`.
+//! sent), so that costs come out per request. Prints the tables (default session router
+//! against plain; locked against default and plain) and the targets met or missed, and
+//! writes `target/bench/report.md` and `target/bench/report.svg`.
 //!
 //! The numbers that matter are the ratios: both routers run on the same machine at the same
 //! time of day, with the same load generator, alternating. Absolute numbers on a shared
@@ -46,6 +49,9 @@ struct Scenario {
     max_commands: f64,
     /// Least memcached commands per request (the route must really use the session).
     min_commands: f64,
+    /// Whether the route also runs against the locked (strict mode) router: it extracts the
+    /// session, so locking costs it two commands.
+    locked: bool,
 }
 
 const SCENARIOS: [Scenario; 4] = [
@@ -56,6 +62,7 @@ const SCENARIOS: [Scenario; 4] = [
         min_throughput_ratio: 0.97,
         max_commands: 0.0,
         min_commands: 0.0,
+        locked: false,
     },
     Scenario {
         name: "read",
@@ -64,6 +71,7 @@ const SCENARIOS: [Scenario; 4] = [
         min_throughput_ratio: 0.75,
         max_commands: 1.0,
         min_commands: 1.0,
+        locked: true,
     },
     Scenario {
         name: "write",
@@ -72,6 +80,7 @@ const SCENARIOS: [Scenario; 4] = [
         min_throughput_ratio: 0.60,
         max_commands: 2.0,
         min_commands: 1.0,
+        locked: true,
     },
     Scenario {
         name: "login",
@@ -80,6 +89,7 @@ const SCENARIOS: [Scenario; 4] = [
         min_throughput_ratio: 0.50,
         max_commands: 2.0,
         min_commands: 1.0,
+        locked: true,
     },
 ];
 
@@ -91,6 +101,10 @@ const MAX_PEAK_RSS_RATIO: f64 = 2.0;
 
 /// Slack on commands per request, for rounding only (the counts are exact).
 const COMMAND_SLACK: f64 = 0.005;
+
+/// Commands that strict mode adds to a request that extracts the session: the lock is
+/// taken (`ms <key>:lock ... ME`) and released (`md <key>:lock C<cas>`).
+const LOCK_EXTRA_COMMANDS: f64 = 2.0;
 
 /// How memcached is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +221,10 @@ struct MemcachedDelta {
     sets: f64,
     touches: f64,
     deletes: f64,
+    /// Sets that carried a CAS value and matched it (`cas_hits`), or did not (`cas_badval`,
+    /// `cas_misses`: changed or gone since it was read).
+    cas_hits: f64,
+    cas_failures: f64,
     cpu_seconds: f64,
 }
 
@@ -226,6 +244,8 @@ impl MemcachedDelta {
             sets,
             touches,
             deletes,
+            cas_hits: delta("cas_hits"),
+            cas_failures: delta("cas_badval") + delta("cas_misses"),
             cpu_seconds: delta("rusage_user") + delta("rusage_system"),
         }
     }
@@ -270,18 +290,21 @@ impl Run {
     }
 }
 
-/// The session run and the plain run of one scenario over one transport.
+/// The session run and the plain run of one scenario over one transport, and the locked
+/// run when the scenario has one.
 struct Pair {
     scenario: &'static Scenario,
     transport: Transport,
     session: Run,
     plain: Run,
+    locked: Option<Run>,
 }
 
-/// The server process and its two routers.
+/// The server process and its three routers.
 struct Server {
     _process: Running,
     session: SocketAddr,
+    locked: SocketAddr,
     plain: SocketAddr,
 }
 
@@ -319,17 +342,29 @@ pub(crate) fn run() -> Result {
         for scenario in &SCENARIOS {
             let session = measure(
                 &settings,
-                &server,
+                "session",
                 server.session,
                 scenario,
                 Some(&memcached),
             )?;
-            let plain = measure(&settings, &server, server.plain, scenario, None)?;
+            let locked = if scenario.locked {
+                Some(measure(
+                    &settings,
+                    "locked",
+                    server.locked,
+                    scenario,
+                    Some(&memcached),
+                )?)
+            } else {
+                None
+            };
+            let plain = measure(&settings, "plain", server.plain, scenario, None)?;
             pairs.push(Pair {
                 scenario,
                 transport,
                 session,
                 plain,
+                locked,
             });
         }
     }
@@ -337,10 +372,14 @@ pub(crate) fn run() -> Result {
 
     let table = table(&pairs);
     let cpu_table = cpu_table(&pairs);
+    let locking_table = locking_table(&pairs);
+    let cas = cas_summary(&pairs);
     let checks = checks(&pairs);
     println!();
     println!("{table}");
     println!("CPU time per request, machine-wide:\n\n{cpu_table}");
+    println!("Strict mode (locking) against the default router and plain axum:\n\n{locking_table}");
+    println!("{cas}\n");
     for (passed, text) in &checks {
         println!("{} {text}", if *passed { "PASS" } else { "MISS" });
     }
@@ -356,7 +395,13 @@ pub(crate) fn run() -> Result {
     let chart = work.join("report.svg");
     write_file(
         &report,
-        &report_markdown(&[&table, &cpu_table], &checks, &machine, &settings, &pairs),
+        &report_markdown(
+            &[&table, &cpu_table, &locking_table, &cas],
+            &checks,
+            &machine,
+            &settings,
+            &pairs,
+        ),
     )?;
     write_file(&chart, &svg_chart(&pairs))?;
     println!("report: {}", report.display());
@@ -459,28 +504,27 @@ fn start_server(binary: &Path, memcache_server: &str) -> Result<Server> {
                 Failure::new(format!("bench-server did not start: {expected}: {line:?}"))
             })
     };
+    // bench-server prints its routers in this order.
     let session = address("session")?;
+    let locked = address("locked")?;
     let plain = address("plain")?;
     Ok(Server {
         _process: running,
         session,
+        locked,
         plain,
     })
 }
 
-/// One loadgen run against `target`, with the counters read around it.
+/// One loadgen run against `target` (the router called `which`), with the counters read
+/// around it.
 fn measure(
     settings: &Settings,
-    server: &Server,
+    which: &str,
     target: SocketAddr,
     scenario: &Scenario,
     memcached: Option<&Memcached>,
 ) -> Result<Run> {
-    let which = if target == server.session {
-        "session"
-    } else {
-        "plain"
-    };
     let url = format!("http://{target}");
     let mut command = Command::new(&settings.loadgen);
     command
@@ -707,6 +751,120 @@ fn cpu_table(pairs: &[Pair]) -> String {
     table
 }
 
+/// A run's CPU time per request, machine-wide: its router's threads, memcached, loadgen.
+fn machine_total(run: &Run) -> f64 {
+    let memcached = run.per_request(run.memcached.unwrap_or_default().cpu_seconds * 1e6);
+    run.cpu_us_per_request + run.loadgen_cpu_us_per_request + memcached
+}
+
+/// Strict mode: each locked run against the default session run and the plain run of the
+/// same scenario, transport and server process.
+fn locking_table(pairs: &[Pair]) -> String {
+    let mut table = String::from(
+        "| scenario | transport | req/s locked / default / plain | req/s locked ÷ default | \
+         req/s locked ÷ plain | p50 µs locked / default | p99 µs locked / default / plain | \
+         p99 locked ÷ default | p99 locked ÷ plain | non-2xx locked | memcached cmds/req \
+         locked / default (locked: get+set+touch+delete) | server CPU µs/req locked / default \
+         (of which kernel) | memcached CPU µs/req locked / default | machine total µs/req \
+         locked / default | peak RSS MiB locked (growth in run) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | \
+         ---: | ---: | ---: |\n",
+    );
+    for pair in pairs {
+        let Some(locked) = &pair.locked else {
+            continue;
+        };
+        let (session, plain) = (&pair.session, &pair.plain);
+        let (ours, theirs) = (
+            locked.memcached.unwrap_or_default(),
+            session.memcached.unwrap_or_default(),
+        );
+        let _ = writeln!(
+            table,
+            "| {} {} | {} | {:.0} / {:.0} / {:.0} | {:.2} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.2} | {:.2} | {:.0} | {:.2} / {:.2} ({:.2}+{:.2}+{:.2}+{:.2}) | {:.1} ({:.1}) / {:.1} ({:.1}) | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} ({:+.1}) |",
+            pair.scenario.method,
+            pair.scenario.path,
+            pair.transport.name(),
+            locked.rps,
+            session.rps,
+            plain.rps,
+            locked.rps / session.rps,
+            locked.rps / plain.rps,
+            locked.p50_us,
+            session.p50_us,
+            locked.p99_us,
+            session.p99_us,
+            plain.p99_us,
+            locked.p99_us / session.p99_us,
+            locked.p99_us / plain.p99_us,
+            locked.non_2xx + locked.errors,
+            locked.per_request(ours.commands),
+            session.per_request(theirs.commands),
+            locked.per_request(ours.gets),
+            locked.per_request(ours.sets),
+            locked.per_request(ours.touches),
+            locked.per_request(ours.deletes),
+            locked.cpu_us_per_request,
+            locked.system_us_per_request,
+            session.cpu_us_per_request,
+            session.system_us_per_request,
+            locked.per_request(ours.cpu_seconds * 1e6),
+            session.per_request(theirs.cpu_seconds * 1e6),
+            machine_total(locked),
+            machine_total(session),
+            mib(locked.peak_kib),
+            mib(locked.peak_kib - locked.start_rss_kib),
+        );
+    }
+    table
+}
+
+/// What the default router's writes cost: how many of its sets were CAS writes, and what a
+/// CAS write costs against a blind set (one command either way).
+fn cas_summary(pairs: &[Pair]) -> String {
+    let mut summary = String::new();
+    for pair in pairs {
+        let session = &pair.session;
+        let memcached = session.memcached.unwrap_or_default();
+        if memcached.sets == 0.0 {
+            continue;
+        }
+        let _ = writeln!(
+            summary,
+            "- {} {} {}, default router: {:.2} commands/request in all, of which {:.2} sets; \
+             {:.2} CAS writes/request that matched (`cas_hits`), {:.2} that did not \
+             (`cas_badval + cas_misses`).",
+            pair.scenario.method,
+            pair.scenario.path,
+            pair.transport.name(),
+            session.per_request(memcached.commands),
+            session.per_request(memcached.sets),
+            session.per_request(memcached.cas_hits),
+            session.per_request(memcached.cas_failures),
+        );
+    }
+    let one_cas_write = pairs
+        .iter()
+        .filter(|pair| pair.scenario.name == "write")
+        .all(|pair| {
+            let memcached = pair.session.memcached.unwrap_or_default();
+            let sets = pair.session.per_request(memcached.sets);
+            let cas = pair.session.per_request(memcached.cas_hits);
+            (sets - 1.0).abs() <= COMMAND_SLACK && (cas - 1.0).abs() <= COMMAND_SLACK
+        });
+    summary.push('\n');
+    summary.push_str(if one_cas_write {
+        "CAS write = 1 command, same as a blind set: every save of `/write` was one `ms` \
+         carrying the CAS value read with the session, and nothing else was sent for it. CAS \
+         has no switch of its own (it is the default write), so there is no blind-set run to \
+         compare; the command count is the comparison."
+    } else {
+        "A `/write` save was not exactly one CAS set per request in this run (see the counts \
+         above): CAS writes cost more than a blind set here, or some saves were not CAS writes."
+    });
+    summary
+}
+
 fn mib(kib: f64) -> f64 {
     kib / 1024.0
 }
@@ -757,8 +915,44 @@ fn checks(pairs: &[Pair]) -> Vec<(bool, String)> {
             failures == 0.0,
             format!("{label} non-2xx responses and errors {failures} (target 0)"),
         ));
+        if scenario.name == "write" {
+            let memcached = session.memcached.unwrap_or_default();
+            let sets = session.per_request(memcached.sets);
+            let cas = session.per_request(memcached.cas_hits);
+            checks.push((
+                (sets - 1.0).abs() <= COMMAND_SLACK && (cas - 1.0).abs() <= COMMAND_SLACK,
+                format!(
+                    "{label} save = one CAS write: sets/request {sets:.3}, of which CAS {cas:.3} \
+                     (target 1 and 1)"
+                ),
+            ));
+        }
+        if let Some(locked) = &pair.locked {
+            checks.extend(locked_checks(&label, session, locked));
+        }
     }
     checks
+}
+
+/// The locked run of a scenario: exactly two more commands than the default router (lock
+/// and unlock), and no failures.
+fn locked_checks(label: &str, session: &Run, locked: &Run) -> [(bool, String); 2] {
+    let extra = locked.per_request(locked.memcached.unwrap_or_default().commands)
+        - session.per_request(session.memcached.unwrap_or_default().commands);
+    let failures = locked.non_2xx + locked.errors;
+    [
+        (
+            (extra - LOCK_EXTRA_COMMANDS).abs() <= 2.0 * COMMAND_SLACK,
+            format!(
+                "{label} locked: extra memcached commands/request over default {extra:.3} \
+                 (target {LOCK_EXTRA_COMMANDS:.0})"
+            ),
+        ),
+        (
+            failures == 0.0,
+            format!("{label} locked: non-2xx responses and errors {failures} (target 0)"),
+        ),
+    ]
 }
 
 /// What the machine is, and how busy it was.
@@ -800,7 +994,7 @@ fn load_average() -> String {
 }
 
 fn report_markdown(
-    tables: &[&str; 2],
+    tables: &[&str; 4],
     checks: &[(bool, String)],
     machine: &[(&str, String)],
     settings: &Settings,
@@ -811,8 +1005,9 @@ fn report_markdown(
         report,
         "Written by `cargo xtask bench`. Each row: `loadgen` with {} keep-alive connections \
          (one session each), {WARMUP_SECS} s warm-up and {} s recorded, against the session \
-         router, then the same route of the plain router, one after the other, in the same \
-         process run. memcached runs with `-t {}`.\n",
+         router (default options), then, for the routes that extract the session, the locked \
+         router (`.locking(true)`), then the same route of the plain router, one after the \
+         other, in the same process run. memcached runs with `-t {}`.\n",
         settings.connections, settings.duration, settings.memcached_threads
     );
     report.push_str(tables[0]);
@@ -823,7 +1018,17 @@ fn report_markdown(
          the last column (plain total / session total), give or take the noise.\n\n",
     );
     report.push_str(tables[1]);
-    report.push_str("\n## Targets\n\n");
+    report.push_str(
+        "\n## Strict mode (locking) against the default\n\n\
+         The same routes over `MemcacheSessionStorageOptions::default().locking(true)`: a \
+         per-session lock taken on read (`ms <key>:lock ... ME T30 c`) and released after the \
+         save (`md <key>:lock C<cas>`). Default is the session router above, plain is plain \
+         axum, all from the same server process and memcached.\n\n",
+    );
+    report.push_str(tables[2]);
+    report.push_str("\n## CAS writes\n\n");
+    report.push_str(tables[3]);
+    report.push_str("\n\n## Targets\n\n");
     for (passed, text) in checks {
         let _ = writeln!(
             report,
@@ -838,16 +1043,19 @@ fn report_markdown(
     let _ = writeln!(report, "- load average at end: {}", load_average());
     report.push_str(
         "\n## How to read it\n\n\
-         - Ratios are session / plain. Both routers live in one `bench-server` process, each \
-         on its own Tokio runtime with one worker thread (`session-*` and `plain-*` threads); \
-         only one router is under load at a time.\n\
+         - Ratios are session / plain unless labelled. The three routers live in one \
+         `bench-server` process, each on its own Tokio runtime with one worker thread \
+         (`session-*`, `locked-*` and `plain-*` threads); only one router is under load at a \
+         time.\n\
          - CPU µs/request: `utime + stime` of that router's threads (clock ticks, 10 ms) over \
          the run, warm-up included, divided by every request of the run; in parentheses the \
          part spent in the kernel (`stime`: system calls, mostly socket I/O). It excludes \
          memcached's own CPU (its column) and the load generator's (below).\n\
          - memcached commands per request: the change in `cmd_get + cmd_set + cmd_touch + \
-         delete_hits + delete_misses` over the run, divided by the run's requests. Each \
-         connection obtained its session (one `GET /write`) before the counters were read.\n\
+         delete_hits + delete_misses` over the run, divided by the run's requests (memcached \
+         counts a meta get `mg` in `cmd_get`, a meta set `ms` in `cmd_set` whatever its mode, \
+         lock adds included, a meta delete `md` in `delete_*`). Each connection obtained its \
+         session (one `GET /write`) before the counters were read.\n\
          - Peak RSS: the process's `VmHWM`, reset through `/proc/self/clear_refs` just before \
          each run, so it is the peak during that run; growth is that peak minus the RSS at the \
          start of the run. Both routers share the process, so the absolute numbers include \
@@ -857,12 +1065,23 @@ fn report_markdown(
          ratios of neighbouring runs much less so.\n\n## Raw loadgen output\n\n",
     );
     for pair in pairs {
-        for (which, run) in [("session", &pair.session), ("plain", &pair.plain)] {
+        let runs = [
+            Some(("session", &pair.session)),
+            pair.locked.as_ref().map(|run| ("locked", run)),
+            Some(("plain", &pair.plain)),
+        ];
+        for (which, run) in runs.into_iter().flatten() {
             let memcached = run.memcached.map_or_else(String::new, |delta| {
                 format!(
-                    "; memcached gets {:.0} ({:.0} hits), sets {:.0}, touches {:.0}, \
-                     deletes {:.0}",
-                    delta.gets, delta.get_hits, delta.sets, delta.touches, delta.deletes
+                    "; memcached gets {:.0} ({:.0} hits), sets {:.0} (CAS {:.0}, CAS failed \
+                     {:.0}), touches {:.0}, deletes {:.0}",
+                    delta.gets,
+                    delta.get_hits,
+                    delta.sets,
+                    delta.cas_hits,
+                    delta.cas_failures,
+                    delta.touches,
+                    delta.deletes
                 )
             });
             let _ = writeln!(
@@ -887,7 +1106,7 @@ const SVG_LEFT: f64 = 70.0;
 const SVG_TOP: f64 = 50.0;
 const SVG_BOTTOM: f64 = 50.0;
 
-/// Bars of req/s and p99, session against plain, per scenario and transport.
+/// Bars of req/s and p99, session (and locked) against plain, per scenario and transport.
 fn svg_chart(pairs: &[Pair]) -> String {
     let panel = SVG_PANEL_HEIGHT + SVG_TOP + SVG_BOTTOM;
     let height = 2.0 * panel + 10.0;
@@ -909,12 +1128,18 @@ fn svg_chart(pairs: &[Pair]) -> String {
     svg
 }
 
-/// One chart: a title, a scale, two bars per pair, a legend.
+/// One chart: a title, a scale, two or three bars per pair (session, locked, plain), a
+/// legend.
 fn svg_panel(svg: &mut String, pairs: &[Pair], y0: f64, title: &str, value: Metric) {
     let (left, right, height) = (SVG_LEFT, SVG_WIDTH - 10.0, SVG_PANEL_HEIGHT);
     let max = pairs
         .iter()
-        .flat_map(|pair| [value(&pair.session), value(&pair.plain)])
+        .flat_map(|pair| {
+            [Some(&pair.session), pair.locked.as_ref(), Some(&pair.plain)]
+                .into_iter()
+                .flatten()
+                .map(value)
+        })
         .fold(0.0_f64, f64::max);
     let scale_max = nice_ceiling(max);
     let _ = writeln!(
@@ -938,14 +1163,20 @@ fn svg_panel(svg: &mut String, pairs: &[Pair], y0: f64, title: &str, value: Metr
     }
     #[allow(clippy::cast_precision_loss)] // a handful of groups
     let group_width = (right - left) / pairs.len().max(1) as f64;
-    let bar_width = group_width * 0.35;
+    let bar_width = group_width * 0.25;
     for (group, pair) in pairs.iter().enumerate() {
         #[allow(clippy::cast_precision_loss)]
-        let x = left + group as f64 * group_width + group_width * 0.15;
-        for (offset, run, colour) in [
-            (0.0, &pair.session, SESSION_COLOUR),
-            (bar_width, &pair.plain, PLAIN_COLOUR),
-        ] {
+        let x = left + group as f64 * group_width + group_width * 0.125;
+        let bars = [
+            Some((&pair.session, SESSION_COLOUR)),
+            pair.locked.as_ref().map(|run| (run, LOCKED_COLOUR)),
+            Some((&pair.plain, PLAIN_COLOUR)),
+        ];
+        #[allow(clippy::cast_precision_loss)] // three bars at most
+        let middle = x + bars.iter().flatten().count() as f64 * bar_width / 2.0;
+        for (slot, (run, colour)) in bars.into_iter().flatten().enumerate() {
+            #[allow(clippy::cast_precision_loss)] // three bars
+            let offset = slot as f64 * bar_width;
             let v = value(run);
             let h = v / scale_max * height;
             let _ = writeln!(
@@ -963,11 +1194,11 @@ fn svg_panel(svg: &mut String, pairs: &[Pair], y0: f64, title: &str, value: Metr
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{} {}</text>\
              <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{} ({:.2}×)</text>",
-            x + bar_width,
+            middle,
             base + 16.0,
             pair.scenario.method,
             xml_escape(pair.scenario.path),
-            x + bar_width,
+            middle,
             base + 31.0,
             pair.transport.name(),
             value(&pair.session) / value(&pair.plain)
@@ -977,10 +1208,11 @@ fn svg_panel(svg: &mut String, pairs: &[Pair], y0: f64, title: &str, value: Metr
         svg,
         "<line x1=\"{left}\" x2=\"{right}\" y1=\"{base}\" y2=\"{base}\" stroke=\"black\"/>"
     );
-    let legend_x = SVG_WIDTH - 260.0;
+    let legend_x = SVG_WIDTH - 400.0;
     for (offset, label, colour) in [
         (0.0, "session router", SESSION_COLOUR),
-        (120.0, "plain axum", PLAIN_COLOUR),
+        (120.0, "locked (strict mode)", LOCKED_COLOUR),
+        (280.0, "plain axum", PLAIN_COLOUR),
     ] {
         let _ = writeln!(
             svg,
@@ -995,6 +1227,7 @@ fn svg_panel(svg: &mut String, pairs: &[Pair], y0: f64, title: &str, value: Metr
 }
 
 const SESSION_COLOUR: &str = "#d9534f";
+const LOCKED_COLOUR: &str = "#f0ad4e";
 const PLAIN_COLOUR: &str = "#5b8def";
 
 /// The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) that is

@@ -3,7 +3,8 @@
 //! - `ci`: everything CI checks, in order, stopping at the first failure: formatting,
 //!   clippy with warnings denied, tests (with doc tests) against a real memcached, a real
 //!   browser and a real Remix app, docs with warnings denied, and cargo-deny. Installs what
-//!   the tests need (memcached, Node.js and npm, Chromium and ChromeDriver) when missing.
+//!   the tests need (memcached, Node.js and npm, Chromium and ChromeDriver) when missing, and
+//!   checks the lockfile against the declared `rust-version`.
 //! - `demo`: start a local memcached and two example-app instances sharing it; print their
 //!   URLs and run until Ctrl-C.
 //! - `bench`: the session stack against plain axum in one process run (req/s, latency, CPU
@@ -16,6 +17,7 @@ mod cmd;
 mod demo;
 mod deny;
 mod install;
+mod msrv;
 
 use std::process::ExitCode;
 
@@ -62,6 +64,7 @@ fn ci() -> Result {
             "warnings",
         ],
     )?;
+    msrv::check()?;
     install::debian_package("memcached", "memcached")?;
     install::debian_package("node", "nodejs")?;
     install::debian_package("npm", "npm")?;

@@ -1,10 +1,14 @@
-//! The benchmark's server: the session stack and plain axum, side by side in one process.
+//! The benchmark's server: the session stack, in its default and its strict (locking) mode,
+//! and plain axum, side by side in one process.
 //!
-//! Two Tokio runtimes, each on its own OS thread with its own named worker threads, serve two
-//! loopback ports:
+//! Three Tokio runtimes, each on its own OS thread with its own named worker threads, serve
+//! three loopback ports:
 //!
 //! - `session-*` threads: the four routes behind
 //!   `SessionLayer::new(MemcacheSessionStorage::new(MEMCACHE_SERVER, defaults), cookie)`;
+//! - `locked-*` threads: the same four routes behind the same stack with
+//!   `MemcacheSessionStorageOptions::default().locking(true)` (a per-session lock taken on
+//!   read, released after the save);
 //! - `plain-*` threads: the same four routes, same bodies, without any session layer.
 //!
 //! Routes: `GET /plain` (never extracts `Session`), `GET /read` (reads a value),
@@ -13,8 +17,8 @@
 //! that port's runtime threads, and the process's `VmHWM`/`VmRSS`) and `POST /__reset-peak`
 //! (resets `VmHWM` to the current RSS, so that each run measures its own peak).
 //!
-//! Prints `session http://...` and `plain http://...` on stdout once both listen, then
-//! serves until killed. `MEMCACHE_SERVER` (`host:port` or `unix:///path`) is required.
+//! Prints `session http://...`, `locked http://...` and `plain http://...` on stdout once all
+//! three listen, then serves until killed. `MEMCACHE_SERVER` (`host:port` or `unix:///path`) is required.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -42,7 +46,7 @@ fn main() -> ExitCode {
     };
     let (ready, addresses) = mpsc::channel();
     let mut threads = Vec::new();
-    for flavour in [Flavour::Session, Flavour::Plain] {
+    for flavour in Flavour::ALL {
         let ready = ready.clone();
         let server = server.clone();
         let thread = std::thread::Builder::new()
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
     }
     drop(ready);
     let mut urls = Vec::new();
-    for _ in 0..2 {
+    for _ in Flavour::ALL {
         match addresses.recv() {
             Ok(Ok((flavour, address))) => urls.push((flavour, address)),
             Ok(Err(error)) => {
@@ -84,13 +88,17 @@ fn main() -> ExitCode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Flavour {
     Session,
+    Locked,
     Plain,
 }
 
 impl Flavour {
+    const ALL: [Self; 3] = [Self::Session, Self::Locked, Self::Plain];
+
     fn name(self) -> &'static str {
         match self {
             Self::Session => "session",
+            Self::Locked => "locked",
             Self::Plain => "plain",
         }
     }
@@ -99,6 +107,7 @@ impl Flavour {
     fn prefix(self) -> &'static str {
         match self {
             Self::Session => "session-",
+            Self::Locked => "locked-",
             Self::Plain => "plain-",
         }
     }
@@ -124,7 +133,8 @@ fn serve(flavour: Flavour, server: &str, ready: &Ready) {
     };
     let started = runtime.block_on(async {
         let router = match flavour {
-            Flavour::Session => session_router(server)?,
+            Flavour::Session => session_router(server, false)?,
+            Flavour::Locked => session_router(server, true)?,
             Flavour::Plain => plain_router(),
         };
         let prefix = flavour.prefix();
@@ -154,8 +164,10 @@ fn serve(flavour: Flavour, server: &str, ready: &Ready) {
     }
 }
 
-fn session_router(server: &str) -> Result<Router, String> {
-    let storage = MemcacheSessionStorage::new(server, MemcacheSessionStorageOptions::default())
+/// The session routes; with `locking`, over a storage in strict mode.
+fn session_router(server: &str, locking: bool) -> Result<Router, String> {
+    let options = MemcacheSessionStorageOptions::default().locking(locking);
+    let storage = MemcacheSessionStorage::new(server, options)
         .map_err(|error| format!("cannot configure memcached {server}: {error}"))?;
     let cookie = SessionCookie::new([SECRET]).map_err(|error| error.to_string())?;
     Ok(Router::new()
