@@ -23,11 +23,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cmd::{self, Failure, Result};
 use crate::install;
+use crate::process::{self, Running, spawn};
 
 /// Longest wait for memcached or the server to start.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -120,38 +121,6 @@ impl Transport {
             Self::Unix => "unix",
         }
     }
-}
-
-/// Kills the child process when dropped, on success and on error alike.
-struct Running {
-    child: Child,
-    what: &'static str,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("stopped {} (pid {})", self.what, self.child.id());
-    }
-}
-
-/// Spawns a prepared command, printing it first; the child is killed on drop.
-fn spawn(command: &mut Command, what: &'static str) -> Result<Running> {
-    let shown = std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|part| part.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let env = command
-        .get_envs()
-        .filter_map(|(key, value)| Some(format!("{}={} ", key.to_str()?, value?.to_str()?)))
-        .collect::<String>();
-    eprintln!("$ {env}{shown} &");
-    let child = command
-        .spawn()
-        .map_err(|error| Failure::new(format!("cannot start `{shown}`: {error}")))?;
-    Ok(Running { child, what })
 }
 
 /// Where memcached's `stats` are read.
@@ -429,43 +398,21 @@ fn start_memcached(
     transport: Transport,
     threads: &str,
 ) -> Result<(Running, Memcached)> {
-    let mut command = Command::new("memcached");
-    command
-        .args(["-U", "0", "-t", threads])
-        .stdin(Stdio::null());
-    if cmd::is_root() {
-        command.args(["-u", "root"]);
-    }
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     match transport {
         Transport::Tcp => {
-            let port_file = work.join("memcached.ports");
-            let _ = std::fs::remove_file(&port_file);
-            command
-                .args(["-l", "127.0.0.1", "-p", "-1"])
-                .env("MEMCACHED_PORT_FILENAME", &port_file);
-            let running = spawn(&mut command, "memcached (tcp)")?;
-            loop {
-                let port = std::fs::read_to_string(&port_file).ok().and_then(|ports| {
-                    ports.lines().find_map(|line| {
-                        line.strip_prefix("TCP INET: ")?.trim().parse::<u16>().ok()
-                    })
-                });
-                if let Some(port) = port {
-                    let memcached = Memcached::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
-                    memcached.stats()?;
-                    return Ok((running, memcached));
-                }
-                if Instant::now() > deadline {
-                    return Err(Failure::new("memcached did not report its port in time"));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let (running, port) = process::start_memcached_tcp(work, &["-t", threads])?;
+            let memcached = Memcached::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+            memcached.stats()?;
+            Ok((running, memcached))
         }
         Transport::Unix => {
             let socket = work.join("memcached.sock");
             let _ = std::fs::remove_file(&socket);
-            command.arg("-s").arg(&socket).args(["-a", "0700"]);
+            let mut command = process::memcached_command();
+            command
+                .args(["-t", threads, "-a", "0700", "-s"])
+                .arg(&socket);
             let running = spawn(&mut command, "memcached (unix socket)")?;
             let memcached = Memcached::Unix(socket);
             loop {

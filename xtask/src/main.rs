@@ -18,6 +18,7 @@ mod demo;
 mod deny;
 mod install;
 mod msrv;
+mod process;
 
 use std::process::ExitCode;
 
