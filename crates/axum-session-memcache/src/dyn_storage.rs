@@ -44,18 +44,3 @@ impl<S: SessionStorage> DynStorage for S {
         Box::pin(async move { self.release(session).await.map_err(Into::into) })
     }
 }
-
-/// Formats an error with its chain of sources: `a: b: c`.
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
-    }
-}

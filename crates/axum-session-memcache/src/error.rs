@@ -5,6 +5,21 @@ use std::time::Duration;
 /// A boxed error from a dependency, kept out of the public API.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// Formats an error with its chain of sources: `a: b: c`.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
 /// What can go wrong when configuring or using the memcached session storage.
 ///
 /// `Display` describes this level only; the underlying cause, if any, is in

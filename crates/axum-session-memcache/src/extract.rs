@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::SessionError;
-use crate::dyn_storage::Chain;
+use crate::error::Chain;
 use crate::layer::RequestSession;
 use crate::rejection::{MissingSessionLayer, SessionRejection, SessionUnavailable};
 

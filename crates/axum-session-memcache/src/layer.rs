@@ -16,8 +16,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::SessionCookie;
-use crate::dyn_storage::{BoxFuture, Chain, DynStorage};
+use crate::dyn_storage::{BoxFuture, DynStorage};
 use crate::error::BoxError;
+use crate::error::Chain;
 use crate::extract::Session;
 use crate::rejection::SessionUnavailable;
 

@@ -126,6 +126,9 @@ impl bb8::ManageConnection for Manager {
         }
     }
 
+    /// Asked by bb8 only with `test_on_check_out`, which this pool leaves off: a check on
+    /// every checkout would double the round trips, and broken connections are caught by
+    /// `has_broken` and the retry in `Pool::execute` instead.
     async fn is_valid(&self, connection: &mut Connection) -> Result<(), ConnectError> {
         match tokio::time::timeout(self.connect_timeout, connection.client.version()).await {
             Ok(Ok(_)) => Ok(()),

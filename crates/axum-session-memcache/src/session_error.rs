@@ -44,7 +44,7 @@ impl std::error::Error for SessionError {
 
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
-        tracing::error!(error = %crate::dyn_storage::Chain(&self), "session error in a handler");
+        tracing::error!(error = %crate::error::Chain(&self), "session error in a handler");
         (StatusCode::INTERNAL_SERVER_ERROR, "Session error").into_response()
     }
 }

@@ -9,7 +9,7 @@ use tracing::Instrument as _;
 
 use crate::Error;
 use crate::address::Address;
-use crate::dyn_storage::Chain;
+use crate::error::Chain;
 use crate::key::{expiry, memcache_key};
 use crate::options::{LOCK_SUFFIX, MemcacheSessionStorageOptions};
 use crate::pool::{Command, Pool, Reply, SetMode};
