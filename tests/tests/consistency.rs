@@ -317,24 +317,29 @@ async fn a_client_that_goes_away_mid_request_does_not_leave_its_session_locked()
 async fn a_request_that_outlives_its_lock_does_not_release_the_next_holders_lock() {
     let memcached = Memcached::start();
     let gate = Gate::default();
-    let options = MemcacheSessionStorageOptions::default()
-        .locking(true)
-        .lock_wait(Duration::from_secs(6))
-        .lock_expire(Duration::from_secs(1));
-    let app = routes(gate.clone()).layer(SessionLayer::new(
-        app::storage(&memcached.addr(), options),
-        app::cookie(),
-    ));
-    let cookie = new_session(&app).await;
+    // Two app servers on one memcached: A's locks expire after a second, B's after a
+    // minute (memcached counts whole seconds, so a one-second lock may last much less).
+    let server = |lock_expire: u64| {
+        let options = MemcacheSessionStorageOptions::default()
+            .locking(true)
+            .lock_wait(Duration::from_secs(6))
+            .lock_expire(Duration::from_secs(lock_expire));
+        routes(gate.clone()).layer(SessionLayer::new(
+            app::storage(&memcached.addr(), options),
+            app::cookie(),
+        ))
+    };
+    let (short_locks, long_locks) = (server(1), server(60));
+    let cookie = new_session(&short_locks).await;
 
     // A holds the lock past its expiry; B then takes it over and holds it in turn.
     let first = {
-        let (app, cookie) = (app.clone(), cookie.clone());
+        let (app, cookie) = (short_locks.clone(), cookie.clone());
         tokio::spawn(async move { app::post(&app, "/hold", Some(&cookie)).await })
     };
     gate.entered.notified().await;
     let second = {
-        let (app, cookie) = (app.clone(), cookie.clone());
+        let (app, cookie) = (long_locks.clone(), cookie.clone());
         tokio::spawn(async move { app::post(&app, "/hold", Some(&cookie)).await })
     };
     gate.entered.notified().await;
